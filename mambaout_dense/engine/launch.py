@@ -1,0 +1,215 @@
+"""Shared set-up for ``tools/train.py`` and ``tools/test.py``.
+
+Generic over detection and segmentation: the config's ``default_scope`` (``mmdet`` or ``mmseg``)
+picks the task registries. Handles what mmengine leaves to the user: ``--cfg-options`` keys that
+do not exist, distributed runs on machines without CUDA (gloo, no ``torch.cuda.set_device``),
+data folders that are missing, and checkpoints that must load with ``weights_only=True``.
+"""
+import difflib
+import os
+import os.path as osp
+from datetime import timedelta
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+__all__ = [
+    'UsageError', 'DataError', 'load_config', 'apply_cfg_options', 'default_work_dir',
+    'setup_distributed', 'ensure_plain_checkpoints', 'check_data_paths', 'init_task_scope'
+]
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+class UsageError(ValueError):
+    """A command-line argument or config option is wrong; shown without a traceback."""
+
+
+class DataError(FileNotFoundError):
+    """A dataset file or folder named by the config does not exist or cannot be read."""
+
+
+def load_config(path: str) -> Config:
+    """Read a config file, with a clear error when it does not exist or does not parse."""
+    if not osp.isfile(path):
+        raise UsageError(f'Config file not found: {path!r}')
+    try:
+        return Config.fromfile(path)
+    except (SyntaxError, ImportError, KeyError, FileNotFoundError) as err:
+        raise UsageError(f'Could not read config {path!r}: {type(err).__name__}: {err}') from err
+
+
+def _flatten(cfg: Any, prefix: str = '') -> Iterator[str]:
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            name = f'{prefix}{key}'
+            yield name
+            yield from _flatten(value, name + '.')
+    elif isinstance(cfg, (list, tuple)):
+        for idx, value in enumerate(cfg):
+            name = f'{prefix}{idx}'
+            yield name
+            yield from _flatten(value, name + '.')
+
+
+def apply_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
+    """Merge ``--cfg-options`` into ``cfg``, refusing keys that the config does not have.
+
+    A typo would otherwise add a new, unused key silently. Prefix a key with ``+`` to add a
+    key on purpose (``+model.backbone.with_cp=True``).
+
+    Args:
+        cfg (Config): The config (modified in place).
+        options (dict, optional): Parsed by mmengine's ``DictAction``.
+
+    Raises:
+        UsageError: A key does not exist; the message lists the closest existing keys.
+    """
+    if not options:
+        return
+    existing = set(_flatten(cfg._cfg_dict.to_dict()))
+    merged = {}
+    for key, value in options.items():
+        if key.startswith('+'):
+            merged[key[1:]] = value
+            continue
+        if key not in existing:
+            close = difflib.get_close_matches(key, sorted(existing), n=3, cutoff=0.6)
+            hint = f' Did you mean: {", ".join(close)}?' if close else ''
+            raise UsageError(f'--cfg-options: the config has no key {key!r}.{hint} '
+                             f'(Write +{key}=... to add a new key on purpose.)')
+        merged[key] = value
+    cfg.merge_from_dict(merged)
+
+
+def default_work_dir(config_path: str) -> str:
+    """``work_dirs/<config name>`` under the current directory, as mmdet does."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def init_task_scope(cfg: Config) -> str:
+    """Import the task package named by ``default_scope`` and register its modules.
+
+    Returns:
+        str: The scope (``mmdet`` or ``mmseg``).
+    """
+    scope = cfg.get('default_scope', None)
+    if scope == 'mmdet':
+        from mmdet.utils import register_all_modules
+        register_all_modules(init_default_scope=False)
+    elif scope == 'mmseg':
+        from mmseg.utils import register_all_modules
+        register_all_modules(init_default_scope=False)
+    else:
+        raise UsageError(f"Config default_scope must be 'mmdet' or 'mmseg', got {scope!r}")
+    import mambaout_dense  # noqa: F401  (registers backbones, hooks, datasets)
+    return scope
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Prepare ``cfg`` for ``launcher`` and, without CUDA, start a gloo process group.
+
+    mmengine's ``launcher='pytorch'`` path calls ``torch.cuda.set_device``, which fails without
+    CUDA. Initialising the group here makes the Runner skip its own set-up; DDP then needs
+    ``device_ids=None``. The collective timeout is ``env_cfg.dist_cfg.timeout`` seconds
+    (``MAMBAOUT_DENSE_DIST_TIMEOUT`` overrides), so a run whose peer died does not hang forever.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
+    timeout = int(os.environ.get('MAMBAOUT_DENSE_DIST_TIMEOUT', dist_cfg.get('timeout', 1800)))
+    dist_cfg['timeout'] = timeout
+    if launcher == 'slurm':
+        _slurm_env_to_torchrun()
+    if torch.cuda.is_available():
+        return  # mmengine's own NCCL set-up works
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo', timeout=timedelta(seconds=timeout))
+    dist_cfg['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg', None) or ConfigDict(type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    wrapper.setdefault('broadcast_buffers', False)
+    cfg.model_wrapper_cfg = wrapper
+
+
+def _slurm_env_to_torchrun() -> None:
+    """Export torchrun-style variables from SLURM's (as mmengine's slurm launcher does)."""
+    if 'SLURM_PROCID' not in os.environ:
+        raise UsageError('--launcher slurm used outside a SLURM job (no SLURM_PROCID)')
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    os.environ.setdefault('MASTER_PORT', os.environ.get('PORT', '29500'))
+    if 'MASTER_ADDR' not in os.environ:
+        import subprocess
+        nodes = os.environ['SLURM_NODELIST']
+        addr = subprocess.getoutput(f'scontrol show hostname {nodes} | head -n1')
+        os.environ['MASTER_ADDR'] = addr
+
+
+def ensure_plain_checkpoints(cfg: Config) -> None:
+    """Add :class:`~mambaout_dense.engine.PlainCheckpointHook` unless the config has it."""
+    hooks: List[dict] = list(cfg.get('custom_hooks', None) or [])
+    names = {str(h.get('type', '')).split('.')[-1] for h in hooks}
+    if 'PlainCheckpointHook' not in names:
+        hooks.append(dict(type='mambaout_dense.PlainCheckpointHook'))
+    cfg.custom_hooks = hooks
+
+
+def _dataset_cfgs(cfg: Any) -> Iterator[dict]:
+    if isinstance(cfg, dict):
+        if 'dataset' in cfg and isinstance(cfg['dataset'], dict):
+            yield from _dataset_cfgs(cfg['dataset'])
+        elif 'datasets' in cfg:
+            for sub in cfg['datasets']:
+                yield from _dataset_cfgs(sub)
+        else:
+            yield cfg
+
+
+def _dataset_paths(ds: dict) -> List[Tuple[str, str]]:
+    root = ds.get('data_root', '') or ''
+    paths = []
+    if root:
+        paths.append(('data_root', root))
+    if ds.get('ann_file'):
+        paths.append(('ann_file', osp.join(root, ds['ann_file'])))
+    for key, value in (ds.get('data_prefix', None) or {}).items():
+        if isinstance(value, str) and value:
+            paths.append((f'data_prefix.{key}', osp.join(root, value)))
+    return paths
+
+
+def check_data_paths(cfg: Config, splits: Tuple[str, ...]) -> None:
+    """Fail early, naming the path, when a dataset folder or annotation file is missing.
+
+    Args:
+        cfg (Config): The config.
+        splits (tuple[str]): Dataloader keys to check, e.g. ('train_dataloader',).
+
+    Raises:
+        DataError: With the missing path and how to get data (download or synthetic).
+    """
+    scope = cfg.get('default_scope', 'mmdet')
+    kind = 'coco' if scope == 'mmdet' else 'ade'
+    for split in splits:
+        loader = cfg.get(split, None)
+        if not loader:
+            continue
+        for ds in _dataset_cfgs(loader.get('dataset', {})):
+            for what, path in _dataset_paths(ds):
+                if path.startswith(('http://', 'https://', 's3://')):
+                    continue
+                if not osp.exists(path):
+                    root = ds.get('data_root', '') or osp.dirname(path)
+                    raise DataError(
+                        f'{split}: {what} not found: {path!r}. Put the dataset there (see '
+                        f'README.md, "Datasets"), set data_root with --cfg-options, or make a '
+                        f'synthetic one: python {osp.join(REPO_ROOT, "tools", "make_synthetic.py")}'
+                        f' {kind} --out {root}')
+

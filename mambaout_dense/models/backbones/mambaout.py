@@ -1,0 +1,202 @@
+"""MambaOut backbone for dense prediction.
+
+Yu & Wang, "MambaOut: Do We Really Need Mamba for Vision?", arXiv 2405.07992 (CVPR 2025).
+A MambaOut block is a Gated CNN block: Mamba's block without its state-space model. The model
+computes channels-last (B, H, W, C); the outputs are NCHW maps at strides 4/8/16/32, each through
+an output LayerNorm (the author's dense-prediction recipe, official issue #251).
+
+Module names equal the official release's (``downsample_layers``, ``stages``) so its checkpoints
+load directly; timm's layout is converted by :mod:`mambaout_dense.checkpoint.mambaout`.
+"""
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ...checkpoint.mambaout import convert_mambaout
+from ...registry import MODELS
+from ..layers import DropPath
+from .base import DenseBackbone
+
+__all__ = ['MambaOut', 'GatedCNNBlock', 'StemLayer', 'DownsampleLayer']
+
+LN_EPS = 1e-6
+
+
+class StemLayer(nn.Module):
+    """Stride-4 stem: Conv3x3 s2 -> LN -> GELU -> Conv3x3 s2 -> LN.
+
+    Args:
+        in_channels (int): Input channels. Defaults to 3.
+        out_channels (int): C of the first stage.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels // 2, 3, stride=2, padding=1)
+        self.norm1 = nn.LayerNorm(out_channels // 2, eps=LN_EPS)
+        self.act = nn.GELU()
+        self.conv2 = nn.Conv2d(out_channels // 2, out_channels, 3, stride=2, padding=1)
+        self.norm2 = nn.LayerNorm(out_channels, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, 3, H, W) -> (B, H/4, W/4, C)
+        x = self.conv1(x).permute(0, 2, 3, 1)
+        x = self.act(self.norm1(x)).permute(0, 3, 1, 2)
+        x = self.conv2(x).permute(0, 2, 3, 1)
+        return self.norm2(x)
+
+
+class DownsampleLayer(nn.Module):
+    """Conv3x3 s2 -> LN, channels-last in and out.
+
+    Args:
+        in_channels (int): Cin.
+        out_channels (int): Cout.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(out_channels, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, H, W, Cin) -> (B, Cin, H, W) -> conv -> (B, H/2, W/2, Cout)
+        x = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.norm(x)
+
+
+class GatedCNNBlock(nn.Module):
+    """Gated CNN block (MambaOut's token mixer), channels-last.
+
+    ``fc1`` expands to 2 x hidden channels, split into a gate g (hidden), an identity part
+    i (hidden - conv_channels) and a conv part c (conv_channels); c passes a depthwise k x k
+    convolution; ``out = fc2(GELU(g) * cat(i, conv(c)))`` plus the residual.
+
+    Args:
+        dim (int): Channels.
+        expansion_ratio (float): hidden = int(expansion_ratio * dim). Defaults to 8/3.
+        kernel_size (int): Depthwise kernel. Defaults to 7.
+        conv_ratio (float): conv_channels = int(conv_ratio * dim). Defaults to 1.0.
+        drop_path (float): Stochastic depth rate. Defaults to 0.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 expansion_ratio: float = 8 / 3,
+                 kernel_size: int = 7,
+                 conv_ratio: float = 1.0,
+                 drop_path: float = 0.0) -> None:
+        super().__init__()
+        hidden = int(expansion_ratio * dim)
+        conv_channels = int(conv_ratio * dim)
+        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.fc1 = nn.Linear(dim, hidden * 2)
+        self.act = nn.GELU()
+        self.split_indices = (hidden, hidden - conv_channels, conv_channels)
+        self.conv = nn.Conv2d(conv_channels, conv_channels, kernel_size,
+                              padding=kernel_size // 2, groups=conv_channels)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x  # (B, H, W, C)
+        g, i, c = torch.split(self.fc1(self.norm(x)), self.split_indices, dim=-1)
+        # depthwise conv on (B, C, H, W); the channels-last strides are kept
+        c = self.conv(c.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = self.fc2(self.act(g) * torch.cat((i, c), dim=-1))
+        return self.drop_path(x) + shortcut
+
+
+@MODELS.register_module()
+class MambaOut(DenseBackbone):
+    """MambaOut backbone (``type='mambaout_dense.MambaOut'``).
+
+    Args:
+        arch (str | dict): One of femto, kobe, tiny, small, base, test (a tiny variant for unit
+            tests), or a dict with ``depths`` and ``dims`` (optional ``expansion_ratio``,
+            ``kernel_size``, ``conv_ratio``). Defaults to 'tiny'.
+        in_channels (int): Image channels. Defaults to 3.
+        drop_path_rate (float): Stochastic depth, linear from 0 over all blocks.
+            Defaults to 0.
+        out_indices, frozen_stages, norm_eval, with_cp, init_cfg: see
+            :class:`~mambaout_dense.models.backbones.base.DenseBackbone`.
+
+    Example:
+        >>> model = MambaOut('test').eval()
+        >>> [tuple(o.shape) for o in model(torch.rand(1, 3, 64, 64))]
+        [(1, 16, 16, 16), (1, 24, 8, 8), (1, 32, 4, 4), (1, 48, 2, 2)]
+    """
+
+    arch_zoo: Dict[str, Dict[str, Any]] = {
+        'femto': dict(depths=(3, 3, 9, 3), dims=(48, 96, 192, 288)),
+        'kobe': dict(depths=(3, 3, 15, 3), dims=(48, 96, 192, 288)),
+        'tiny': dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 576)),
+        'small': dict(depths=(3, 4, 27, 3), dims=(96, 192, 384, 576)),
+        'base': dict(depths=(3, 4, 27, 3), dims=(128, 256, 512, 768)),
+        'test': dict(depths=(1, 1, 2, 1), dims=(16, 24, 32, 48)),
+    }
+    arch_keys = ('depths', 'dims')
+
+    def __init__(self,
+                 arch: Union[str, Dict[str, Any]] = 'tiny',
+                 in_channels: int = 3,
+                 drop_path_rate: float = 0.0,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(arch, out_indices, frozen_stages, norm_eval, with_cp, init_cfg)
+        depths = tuple(self.arch_settings['depths'])
+        dims = tuple(self.arch_settings['dims'])
+        block_cfg = {k: self.arch_settings[k] for k in self.optional_arch_keys()
+                     if k in self.arch_settings}
+        self.depths = depths
+        self.drop_path_rate = drop_path_rate
+
+        self.downsample_layers = nn.ModuleList([StemLayer(in_channels, dims[0])] + [
+            DownsampleLayer(dims[i - 1], dims[i]) for i in range(1, self.num_stages)
+        ])
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        start = 0
+        for i in range(self.num_stages):
+            self.stages.append(nn.Sequential(*[
+                GatedCNNBlock(dims[i], drop_path=rates[start + j], **block_cfg)
+                for j in range(depths[i])
+            ]))
+            start += depths[i]
+        self._init_outputs(dims, eps=LN_EPS)
+
+    @classmethod
+    def optional_arch_keys(cls) -> Tuple[str, ...]:
+        return ('expansion_ratio', 'kernel_size', 'conv_ratio')
+
+    def _stem_modules(self) -> List[nn.Module]:
+        return [self.downsample_layers[0]]
+
+    def _stage_modules(self, i: int) -> List[nn.Module]:
+        return ([self.downsample_layers[i]] if i > 0 else []) + [self.stages[i]]
+
+    convert_checkpoint = staticmethod(convert_mambaout)
+
+    def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Stage outputs before the output norms, channels-last (B, H, W, C), all four."""
+        feats = []
+        for i in range(self.num_stages):
+            x = self.downsample_layers[i](x)
+            x = self._run_blocks(self.stages[i], x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Args: x (Tensor): (B, C, H, W) images. Returns: tuple of (B, C_i, H_i, W_i)."""
+        outs = []
+        last = max(self.out_indices)
+        for i in range(last + 1):
+            x = self.downsample_layers[i](x)
+            x = self._run_blocks(self.stages[i], x)
+            if i in self.out_indices:
+                outs.append(self._output(i, x, channels_last=True))
+        return tuple(outs)

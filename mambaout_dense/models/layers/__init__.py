@@ -1,0 +1,5 @@
+"""Small shared blocks."""
+from .drop import DropPath
+from .norm import LayerNorm2d
+
+__all__ = ['LayerNorm2d', 'DropPath']

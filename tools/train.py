@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Train a detector or segmentor from a config (the config's ``default_scope`` picks the task).
+
+    python tools/train.py configs/mask_rcnn_mambaout_t.py
+    python tools/train.py CONFIG --work-dir DIR --resume [auto|PATH] --amp --cfg-options k=v
+    tools/dist_train.sh CONFIG 8            # torchrun, one process per GPU (gloo on CPU)
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by the actual total batch size')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from PATH, or (without a value) from the latest '
+                        'checkpoint in the work dir')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. train_cfg.max_epochs=2; '
+                        'prefix a key with + to add a new one')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_runner(args: argparse.Namespace):
+    from mambaout_dense.engine.launch import (apply_cfg_options, check_data_paths,
+                                              default_work_dir, ensure_plain_checkpoints,
+                                              init_task_scope, load_config, setup_distributed)
+    cfg = load_config(args.config)
+    apply_cfg_options(cfg, args.cfg_options)
+    init_task_scope(cfg)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir', None) or default_work_dir(args.config)
+    if args.amp:
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+            print('AMP is already enabled in the config', file=sys.stderr)
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            from mambaout_dense.engine.launch import UsageError
+            raise UsageError(f'--resume: checkpoint not found: {args.resume!r}')
+        cfg.resume, cfg.load_from = True, args.resume
+    ensure_plain_checkpoints(cfg)
+    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
+    setup_distributed(cfg, args.launcher)
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mambaout_dense.checkpoint import CheckpointError
+    from mambaout_dense.engine.launch import DataError, UsageError
+    try:
+        runner = build_runner(args)
+        runner.train()
+    except (UsageError, DataError, CheckpointError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
