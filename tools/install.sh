@@ -108,7 +108,8 @@ else
 fi
 
 step "mambaout_dense (editable)"
-if "$PY" -c 'import mambaout_dense, sys; sys.exit(0 if mambaout_dense.__file__.startswith(sys.argv[1]) else 1)' "$ROOT" 2>/dev/null; then
+# Checked from / so that the repo folder itself is not on sys.path.
+if (cd / && "$PY" -c 'import mambaout_dense, sys; sys.exit(0 if mambaout_dense.__file__.startswith(sys.argv[1]) else 1)' "$ROOT") 2>/dev/null; then
     echo "[install]     already installed"
 else
     pip_q --no-deps --no-build-isolation -e "$ROOT"
@@ -122,6 +123,7 @@ else
 fi
 
 step "check the stack"
+cd /
 "$PY" - <<'PYEOF'
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, mmseg, timm, pycocotools  # noqa
 import mambaout_dense

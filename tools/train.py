@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_runner(args: argparse.Namespace):
     from mambaout_dense.engine.launch import (apply_cfg_options, check_data_paths,
                                               default_work_dir, ensure_plain_checkpoints,
-                                              init_task_scope, load_config, setup_distributed)
+                                              init_task_scope, load_config, replace_sync_bn,
+                                              setup_distributed)
     cfg = load_config(args.config)
     apply_cfg_options(cfg, args.cfg_options)
     init_task_scope(cfg)
@@ -63,6 +64,8 @@ def build_runner(args: argparse.Namespace):
     ensure_plain_checkpoints(cfg)
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     setup_distributed(cfg, args.launcher)
+    if args.launcher == 'none':
+        replace_sync_bn(cfg)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

@@ -213,3 +213,33 @@ def check_data_paths(cfg: Config, splits: Tuple[str, ...]) -> None:
                         f'synthetic one: python {osp.join(REPO_ROOT, "tools", "make_synthetic.py")}'
                         f' {kind} --out {root}')
 
+
+
+def replace_sync_bn(cfg: Config) -> int:
+    """Use BN where the config asks for SyncBN (one process has no group to sync with).
+
+    mmseg's base models use SyncBN, which cannot train in a single process. Multi-process
+    runs keep SyncBN.
+
+    Returns:
+        int: How many norm configs were changed.
+    """
+    changed = 0
+
+    def visit(node: Any) -> None:
+        nonlocal changed
+        if isinstance(node, dict):
+            if node.get('type') == 'SyncBN':
+                node['type'] = 'BN'
+                changed += 1
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                visit(value)
+
+    visit(cfg.model)
+    if changed:
+        print_log(f'single process: {changed} SyncBN norm config(s) replaced by BN',
+                  logger='current')
+    return changed

@@ -1,0 +1,1 @@
+"""Analysis: FLOP counting, the long-sequence probe, scaling, effective receptive field."""
