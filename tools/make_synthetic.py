@@ -84,7 +84,10 @@ def main() -> None:
     parser, handlers = build_parser()
     args = parser.parse_args()
     start = time.perf_counter()
-    handlers[args.dataset](args)
+    try:
+        handlers[args.dataset](args)
+    except FileExistsError as err:
+        parser.exit(2, f'error: {err}\n')
     elapsed = time.perf_counter() - start
     total = args.train + args.val
     print(f'wrote {total} {args.size}px images to {osp.abspath(args.out)} in {elapsed:.1f} s '

@@ -1,8 +1,8 @@
 # UperNet + auxiliary FCN head (mmseg's R50 model) with a MambaOut backbone.
 _base_ = 'mmseg::_base_/models/upernet_r50.py'
-crop_size = (512, 512)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
+    pretrained=None,  # backbones load ImageNet weights through their init_cfg
+    data_preprocessor=dict(size=(512, 512)),  # = crop size
     backbone=dict(
         _delete_=True,
         type='mambaout_dense.MambaOut',

@@ -1,0 +1,13 @@
+# Mask R-CNN + FPN (mmdet's R50 model) with a VMamba (SS2D) backbone.
+_base_ = './mask_rcnn_mambaout.py'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mambaout_dense.VMamba',
+        arch='tiny',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.2,
+        frozen_stages=-1,
+        norm_eval=False,
+        with_cp=False),
+    neck=dict(in_channels=[96, 192, 384, 768]))

@@ -1,0 +1,25 @@
+"""Datasets for mambaout_dense: synthetic COCO/ADE20K-format generators.
+
+Importing this package pulls in numpy, OpenCV and pycocotools only (no mmdet/mmseg), so the
+generators can run before, or without, the OpenMMLab task packages.
+"""
+from .synthetic import (
+                        ADE_CLASSES,
+                        ADE_LABEL_IDS,
+                        ADE_PALETTE,
+                        COCO_CLASSES,
+                        COCO_PALETTE,
+                        ade_sample,
+                        coco_sample,
+                        encode_mask,
+                        generate_ade,
+                        generate_coco,
+                        render_ade_image,
+                        render_coco_image,
+)
+
+__all__ = [
+    'COCO_CLASSES', 'COCO_PALETTE', 'generate_coco', 'coco_sample', 'render_coco_image',
+    'encode_mask', 'ADE_CLASSES', 'ADE_LABEL_IDS', 'ADE_PALETTE', 'generate_ade', 'ade_sample',
+    'render_ade_image',
+]
