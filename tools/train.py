@@ -10,6 +10,7 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import DictAction
 
 
@@ -64,8 +65,8 @@ def build_runner(args: argparse.Namespace):
     ensure_plain_checkpoints(cfg)
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     setup_distributed(cfg, args.launcher)
-    if args.launcher == 'none':
-        replace_sync_bn(cfg)
+    if args.launcher == 'none' or not torch.cuda.is_available():
+        replace_sync_bn(cfg)  # SyncBN needs CUDA and a process group
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

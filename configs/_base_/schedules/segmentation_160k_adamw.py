@@ -5,7 +5,8 @@ _base_ = 'mmseg::_base_/schedules/schedule_160k.py'
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05,
+                   foreach=True),  # the per-tensor loop is ~50x slower on CPU
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),

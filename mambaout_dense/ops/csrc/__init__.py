@@ -1,0 +1,1 @@
+"""C++ sources of the optional compiled CPU selective scan (see :mod:`.build`)."""

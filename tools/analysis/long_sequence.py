@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""Tokens L, width D and L/(6D) per backbone stage: which stages are long-sequence (L > 6D)?
+
+The criterion of MambaOut (Yu & Wang, arXiv 2405.07992), applied per stage of a hierarchical
+backbone, with the paper's ViT-S (τ = 2304) and ViT-B (τ = 4608) references at the same input.
+
+    python tools/analysis/long_sequence.py configs/mask_rcnn_mambaout_t.py      # 800 x 1280
+    python tools/analysis/long_sequence.py mambaout_tiny --shape 224 224 800x1280 512 2048
+    python tools/analysis/long_sequence.py configs/upernet_vmamba_t.py --format json
+"""
+import argparse
+import json
+import sys
+
+from mmengine.config import DictAction
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 2)[2])
+    parser.add_argument('target', metavar='CONFIG_OR_BACKBONE',
+                        help='a config file, or FAMILY_ARCH: mambaout_tiny, vmamba_tiny, '
+                        'hybrid_tiny, ...')
+    parser.add_argument('--shape', nargs='+', metavar='H W',
+                        help='input shapes as H W pairs or HxW (default: the config\'s test '
+                        'resolution; 224 224 for a backbone name)')
+    parser.add_argument('--format', choices=('md', 'json'), default='md')
+    parser.add_argument('--no-vit', action='store_true', help='leave out the ViT-S/B rows')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys')
+    args = parser.parse_args(argv)
+
+    from mambaout_dense.analysis import long_sequence as ls
+    from mambaout_dense.engine.launch import UsageError, apply_cfg_options, load_config
+    try:
+        shapes = ls.parse_shapes(args.shape) if args.shape else None
+        if ls.is_backbone_spec(args.target):
+            model = ls.build_backbone_from_spec(args.target)
+            name = args.target
+            shapes = shapes or [(224, 224)]
+        else:
+            cfg = load_config(args.target)
+            apply_cfg_options(cfg, args.cfg_options)
+            model = ls.build_backbone_from_config(cfg)
+            name = str(cfg.model.backbone.get('type', 'backbone')).split('.')[-1]
+            arch = cfg.model.backbone.get('arch')
+            name = f'{name}-{arch}' if isinstance(arch, str) else name
+            shapes = shapes or [ls.config_test_shape(cfg)]
+    except (UsageError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    dims, strides = ls.backbone_geometry(model)
+    rows = ls.analyse(dims, strides, shapes, model=name, with_vit=not args.no_vit)
+    if args.format == 'json':
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f'Long-sequence criterion L > 6D (MambaOut, arXiv 2405.07992), {name}: '
+              f'D = {"/".join(map(str, dims))}, strides {"/".join(map(str, strides))}\n')
+        print(ls.rows_markdown(rows))
+        print()
+        print(ls.stage_grid_markdown(rows))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
