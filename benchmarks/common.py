@@ -1,17 +1,16 @@
-"""Timing and memory helpers shared by the benchmarks (not a test utility).
+"""Helpers shared by the benchmarks: timing, tables, model building (not a test utility).
 
-Timing: warm-up runs, then the median of ``repeat`` runs, with CUDA synchronisation. Peak
-memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the growth of the peak resident
-set of a forked child that runs the function once (the parent's timings are unaffected).
+Timing and peak memory come from :mod:`mambaout_dense.analysis.measure` (median of warm runs
+with CUDA synchronisation; peak memory from CUDA's allocator or a forked child's peak RSS).
 """
-import os
+import os.path as osp
 import platform
-import resource
-import statistics
-import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
+
+from mambaout_dense.analysis.measure import median_seconds as _median_and_runs
+from mambaout_dense.analysis.measure import peak_memory_mb
 
 __all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment', 'set_threads']
 
@@ -20,57 +19,10 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 def median_seconds(fn: Callable[[], object], device: str = 'cpu', warmup: int = 1,
                    repeat: int = 5) -> float:
     """Median wall time of ``fn()`` in seconds after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def peak_memory_mb(fn: Callable[[], object], device: str = 'cpu') -> float:
-    """Peak memory of one ``fn()`` call above what was allocated before it, in MiB."""
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: measure and report, then leave without running atexit handlers
-        os.close(read)
-        try:
-            before = _current_rss_kb()
-            fn()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            os.write(write, str(max(peak - before, 0)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    data = os.read(read, 64)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return int(data or b'0') / 1024
-
-
-def _current_rss_kb() -> int:
-    with open('/proc/self/statm') as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf('SC_PAGE_SIZE') // 1024
+    return _median_and_runs(fn, device, warmup=warmup, repeat=repeat)[0]
 
 
 def environment(device: str) -> str:
@@ -98,3 +50,57 @@ def markdown_table(rows: List[Dict[str, object]], columns: Sequence[str]) -> str
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     lines += ['| ' + ' | '.join(fmt(r.get(c, '')) for c in columns) + ' |' for r in rows]
     return '\n'.join(lines)
+
+
+def build_model_from_config(path: str, scope: str, overrides: Optional[dict] = None):
+    """Build ``cfg.model`` of a config (``mmdet::``/``mmseg::`` paths allowed), no pretrained."""
+    from mmengine.config import Config
+
+    from mambaout_dense.analysis.flops import build_task_model
+    if '::' in path:  # a config shipped inside an installed package (mmdet::, mmseg::)
+        import importlib
+        package, rel = path.split('::', 1)
+        path = osp.join(osp.dirname(importlib.import_module(package).__file__), '.mim',
+                        'configs', rel)
+    cfg = Config.fromfile(path)
+    cfg.default_scope = scope
+    backbone = cfg.model.get('backbone', {})
+    backbone.pop('init_cfg', None)
+    backbone.pop('pretrained', None)
+    cfg.model.pop('pretrained', None)
+    if overrides:
+        cfg.merge_from_dict(overrides)
+    return build_task_model(cfg)
+
+
+def train_step_fn(model, data: dict, lr: float = 1e-4):
+    """A closure running one full training iteration (forward, backward, AdamW step)."""
+    from mmengine.optim import OptimWrapper
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, foreach=True)
+    wrapper = OptimWrapper(optimizer)
+    model.train()
+
+    def step():
+        model.train_step(data, wrapper)
+    return step
+
+
+def compare_train_steps(named_models: Dict[str, Callable[[], object]], data_fn, device: str,
+                        repeat: int, reference: str) -> List[Dict[str, object]]:
+    """Time one training iteration of each model; ratios are against ``reference``."""
+    rows = []
+    for name, build in named_models.items():
+        torch.manual_seed(0)
+        model = build().to(device)
+        step = train_step_fn(model, data_fn())
+        seconds = median_seconds(step, device, warmup=1, repeat=repeat)
+        memory = peak_memory_mb(step, device)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        rows.append({'model': name, 'params (M)': round(params, 1), 's/iter': seconds,
+                     'peak MiB': memory})
+        del model, step
+    ref = next(r for r in rows if r['model'] == reference)
+    for r in rows:
+        r['time ratio (vs ' + reference + ')'] = r['s/iter'] / ref['s/iter']
+        r['memory ratio'] = r['peak MiB'] / max(ref['peak MiB'], 1e-9)
+    return rows

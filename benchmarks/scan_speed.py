@@ -8,11 +8,12 @@ Cases (float32, batch 1, with D, delta_bias and softplus as in VMamba):
 - d_state 16 (vanilla VMamba): dim 384, groups 4, N 16, L 4096.
 
 For every backend available on the device: median forward and forward+backward time, peak memory
-of forward+backward (CUDA: allocator peak; CPU: sampled resident-set growth), the speed-up over the ``reference`` backend (the float32 sequential Python
-loop) and the forward time over the memory-traffic floor ``4 (3 dim L + 2 groups N L)`` bytes
-divided by the copy bandwidth measured here (``y.copy_(x)`` on 256 MiB: read + write bytes per
-second). The reference loop is timed on its first ``--ref-steps`` steps and scaled linearly to L
-(it is linear in L), which the table marks with ``*``.
+of forward+backward (CUDA: allocator peak; CPU: sampled resident-set growth), the speed-up over
+the ``reference`` backend (the float32 sequential Python loop) and the forward time over the
+memory-traffic floor ``4 (3 dim L + 2 groups N L)`` bytes divided by the copy bandwidth measured
+here (``y.copy_(x)`` on 256 MiB: read + write bytes per second). The reference loop is timed on
+its first ``--ref-steps`` steps and scaled linearly to L (it is linear in L), which the table
+marks with ``*``.
 
     python benchmarks/scan_speed.py [--threads N] [--repeat 5] [--quick] [--device cpu|cuda]
 """

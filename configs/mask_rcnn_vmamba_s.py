@@ -1,19 +1,9 @@
-# Mask R-CNN 1x (12 epochs) with VMamba-S (v2, s2l15), COCO instance segmentation; same schedule as
-# configs/mask_rcnn_mambaout_s.py, VMamba's own drop path rate.
-# Total batch 16 = 8 GPUs x 2 images: tools/dist_train.sh configs/mask_rcnn_vmamba_s.py 8
-_base_ = [
-    './_base_/models/mask_rcnn_vmamba.py',
-    './_base_/datasets/coco_instance.py',
-    './_base_/schedules/detection_1x_adamw.py',
-    'mmdet::_base_/default_runtime.py',
-    './_base_/default_runtime.py',
-]
+# Mask R-CNN 1x with VMamba-S (v2, s2l15); recipe of mask_rcnn_vmamba_t.py.
+# Total batch 16 = 8 GPUs x 2 images.
+_base_ = './mask_rcnn_vmamba_t.py'
 model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.3,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
-            'vssm_small_0229_ckpt_epoch_222.pth')),
-    neck=dict(in_channels=[96, 192, 384, 768]))  # = backbone out_channels
+        init_cfg=dict(checkpoint='https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+                      'vssm_small_0229_ckpt_epoch_222.pth')))

@@ -1,21 +1,11 @@
-# UperNet 160k with MambaOut-Base, ADE20K 512x512 (150 classes).
-# Total batch 16 = 8 GPUs x 2 images: tools/dist_train.sh configs/upernet_mambaout_b.py 8
-# Multi-scale + flip test: tools/test.py configs/upernet_mambaout_b.py CKPT --tta
-_base_ = [
-    './_base_/models/upernet_mambaout.py',
-    './_base_/datasets/ade20k.py',
-    './_base_/schedules/segmentation_160k_adamw.py',
-    'mmseg::_base_/default_runtime.py',
-    './_base_/default_runtime.py',
-]
+# UperNet 160k with MambaOut-Base; recipe of upernet_mambaout_t.py.
+# Total batch 16 = 8 GPUs x 2 images.
+_base_ = './upernet_mambaout_t.py'
 model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.6,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/yuweihao/MambaOut/releases/download/model/'
-            'mambaout_base.pth')),
+        init_cfg=dict(checkpoint='https://github.com/yuweihao/MambaOut/releases/download/model/'
+                      'mambaout_base.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 768]),  # = backbone out_channels
     auxiliary_head=dict(in_channels=512))
-train_dataloader = dict(batch_size=2)  # per GPU

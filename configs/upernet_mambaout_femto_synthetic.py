@@ -52,8 +52,9 @@ tta_pipeline = [
         [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]
     ])
 ]
-_dataset = dict(type='ADE20KDataset', data_root=data_root, metainfo=metainfo,
-                reduce_zero_label=True)
+# ADE20KDataset that validates folders, image/label sizes and label values at load time
+_dataset = dict(type='mambaout_dense.CheckedADE20KDataset', data_root=data_root,
+                metainfo=metainfo, reduce_zero_label=True)
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,

@@ -30,16 +30,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _enable_visualization(cfg, scope: str, show_dir: str) -> None:
-    hook = cfg.default_hooks.get('visualization', None)
-    if hook is None:
-        raise ValueError('--show-dir needs default_hooks.visualization in the config')
+def _enable_visualization(cfg, scope: str) -> None:
+    """Turn on drawing in the visualization hook for every test image.
+
+    Configs without one (mmseg keeps it in its schedule bases, which synthetic configs do not
+    inherit) get the task's default hook.
+    """
+    hooks = cfg.setdefault('default_hooks', {})
+    if hooks.get('visualization', None) is None:
+        hooks['visualization'] = dict(
+            type='DetVisualizationHook' if scope == 'mmdet' else 'SegVisualizationHook')
+    hook = hooks['visualization']
     hook['draw'] = True
-    if scope == 'mmdet':
-        hook['test_out_dir'] = osp.abspath(show_dir)
-    else:
-        hook['interval'] = 1
-        cfg.visualizer['save_dir'] = osp.abspath(show_dir)
+    if scope == 'mmseg':
+        hook['interval'] = 1  # mmseg draws every `interval`-th image only
+
+
+def _save_overlays_as_png(visualizer, show_dir: str) -> None:
+    """Make ``visualizer`` write each drawn test image to ``show_dir/<image stem>.png``.
+
+    mmdet's hook would name the overlay after the input (``.jpg``, lossy) and mmseg's sends it
+    to the vis backend (``vis_data/vis_image/test_<name>_<step>.png``); this gives both tasks the
+    same flat folder of PNGs.
+    """
+    os.makedirs(show_dir, exist_ok=True)
+    draw = visualizer.add_datasample
+
+    def add_datasample(name, image, data_sample=None, *args, out_file=None, step=0, **kwargs):
+        img_path = data_sample.get('img_path', None) if data_sample is not None else None
+        stem = osp.splitext(osp.basename(img_path))[0] if img_path else f'{name}_{step}'
+        return draw(name, image, data_sample, *args, out_file=osp.join(show_dir, stem + '.png'),
+                    step=step, **kwargs)
+
+    visualizer.add_datasample = add_datasample
 
 
 def build_runner(args: argparse.Namespace):
@@ -56,7 +79,7 @@ def build_runner(args: argparse.Namespace):
     cfg.work_dir = args.work_dir or cfg.get('work_dir', None) or default_work_dir(args.config)
     cfg.load_from = args.checkpoint
     if args.show_dir:
-        _enable_visualization(cfg, scope, args.show_dir)
+        _enable_visualization(cfg, scope)
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
             raise UsageError('--tta needs tta_model and tta_pipeline in the config')
@@ -76,9 +99,10 @@ def build_runner(args: argparse.Namespace):
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    if args.show_dir:
+        _save_overlays_as_png(runner.visualizer, osp.abspath(args.show_dir))
+    return runner
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,12 @@
     python tools/train.py configs/mask_rcnn_mambaout_t.py
     python tools/train.py CONFIG --work-dir DIR --resume [auto|PATH] --amp --cfg-options k=v
     tools/dist_train.sh CONFIG 8            # torchrun, one process per GPU (gloo on CPU)
+
+Every run gets the hooks of ``mambaout_dense.engine.reliability``: a NaN/Inf loss stops the run
+(``--on-divergence skip`` skips the step instead) and is never checkpointed, checkpoints are
+written atomically, ``--resume`` refuses unsafe, truncated or non-finite files (``auto`` falls
+back to the newest usable one) and restores the random state, so a resumed run matches an
+uninterrupted one. Exit codes: 0 done, 1 diverged, 2 bad arguments, data or checkpoint.
 """
 import argparse
 import os
@@ -11,7 +17,8 @@ import os.path as osp
 import sys
 
 import torch
-from mmengine.config import DictAction
+
+from mambaout_dense.engine.launch import CfgOptionsAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,7 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from PATH, or (without a value) from the latest '
                         'checkpoint in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--on-divergence', choices=['stop', 'skip'],
+                        help='what a NaN/Inf loss or gradient does: stop the run (default) or '
+                        'skip the step')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config keys, e.g. train_cfg.max_epochs=2; '
                         'prefix a key with + to add a new one')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
@@ -37,10 +47,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_runner(args: argparse.Namespace):
-    from mambaout_dense.engine.launch import (apply_cfg_options, check_data_paths,
-                                              default_work_dir, ensure_plain_checkpoints,
-                                              init_task_scope, load_config, replace_sync_bn,
-                                              setup_distributed)
+    from mambaout_dense.checkpoint import CheckpointError
+    from mambaout_dense.engine.launch import (
+        UsageError,
+        apply_cfg_options,
+        check_data_paths,
+        check_work_dir,
+        default_work_dir,
+        ensure_plain_checkpoints,
+        ensure_reliability_hooks,
+        init_task_scope,
+        load_config,
+        replace_sync_bn,
+        setup_distributed,
+    )
+    from mambaout_dense.engine.reliability import checkpoint_problem, find_resumable_checkpoint
     cfg = load_config(args.config)
     apply_cfg_options(cfg, args.cfg_options)
     init_task_scope(cfg)
@@ -53,16 +74,25 @@ def build_runner(args: argparse.Namespace):
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise ValueError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+            raise UsageError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+    check_work_dir(cfg.work_dir)
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # mmengine would trust work_dir/last_checkpoint; take the newest usable file instead
+        latest = find_resumable_checkpoint(cfg.work_dir)
+        if latest is not None:
+            cfg.resume, cfg.load_from = True, latest
+        else:
+            cfg.resume = False  # nothing to resume: a fresh run (the config's load_from holds)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
-            from mambaout_dense.engine.launch import UsageError
             raise UsageError(f'--resume: checkpoint not found: {args.resume!r}')
+        problem = checkpoint_problem(args.resume)
+        if problem:
+            raise CheckpointError(f'--resume: {problem}')
         cfg.resume, cfg.load_from = True, args.resume
     ensure_plain_checkpoints(cfg)
+    ensure_reliability_hooks(cfg, on_divergence=args.on_divergence)
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     setup_distributed(cfg, args.launcher)
     if args.launcher == 'none' or not torch.cuda.is_available():
@@ -79,9 +109,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mambaout_dense.checkpoint import CheckpointError
     from mambaout_dense.engine.launch import DataError, UsageError
+    from mambaout_dense.engine.reliability import DivergenceError
     try:
         runner = build_runner(args)
         runner.train()
+    except DivergenceError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     except (UsageError, DataError, CheckpointError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ from ..checkpoint.io import CheckpointError, extract_state_dict, safe_load
 __all__ = [
     'IMAGENET_MEAN', 'IMAGENET_STD', 'load_backbone_checkpoint', 'synthetic_images',
     'dataset_images', 'erf_maps', 'mass_radii', 'erf_summary', 'plot_erf', 'erf_markdown',
-    'run_erf', 'preprocessor_stats'
+    'run_erf', 'preprocessor_stats', 'init_weights_quietly'
 ]
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -86,6 +86,18 @@ def load_backbone_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
             f'key(s) {missing[:6]}, {len(unexpected)} unexpected key(s) {unexpected[:6]}')
     model.load_state_dict(state, strict=False)
     return dict(loaded=len(state), source=source, new=new)
+
+
+def init_weights_quietly(model: nn.Module) -> None:
+    """``model.init_weights()`` without mmengine's per-parameter INFO dump."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
 
 
 # ----------------------------------------------------------------------------- images

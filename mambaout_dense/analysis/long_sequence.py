@@ -277,8 +277,6 @@ def build_backbone_from_config(cfg: Config, keep_init_cfg: bool = False,
     bb = copy.deepcopy(cfg.model.backbone)
     if not keep_init_cfg:
         bb.pop('init_cfg', None)
-        if scope == 'mmseg' and cfg.model.get('pretrained'):
-            bb.pop('pretrained', None)
     bb.update(overrides)
     with DefaultScope.overwrite_default_scope(scope):
         return MODELS.build(bb)

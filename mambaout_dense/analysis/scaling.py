@@ -28,9 +28,6 @@ import csv
 import math
 import os
 import os.path as osp
-import resource
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -38,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .measure import median_seconds, peak_memory_mb
 
 __all__ = [
     'DEFAULT_SIZES', 'QUICK_SIZES', 'Case', 'median_seconds', 'peak_memory_mb', 'default_cases',
@@ -55,72 +54,6 @@ _F32 = 4
 
 
 # ----------------------------------------------------------------------------- measuring
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
-def median_seconds(fn: Callable[[], Any], device: str = 'cpu', warmup: int = 1,
-                   repeat: int = 3) -> Tuple[float, List[float]]:
-    """Median wall time of ``fn()`` after ``warmup`` calls, synchronising CUDA.
-
-    Returns:
-        tuple[float, list[float]]: The median and all timed runs, in seconds.
-    """
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(max(1, repeat)):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
-
-
-def _current_rss_kb() -> int:
-    with open('/proc/self/statm') as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf('SC_PAGE_SIZE') // 1024
-
-
-def peak_memory_mb(fn: Callable[[], Any], device: str = 'cpu') -> float:
-    """Peak memory of one ``fn()`` call above what was allocated before it, in MiB.
-
-    CUDA: ``max_memory_allocated`` growth. CPU: growth of the peak RSS of a forked child that runs
-    ``fn`` once (the same approach as ``benchmarks/common.py``); NaN where ``fork`` is missing.
-    """
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    if not hasattr(os, 'fork'):
-        return float('nan')
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: measure, report, leave without running atexit handlers
-        os.close(read)
-        try:
-            # the parent's OpenMP pool does not survive fork (libgomp would wait for its
-            # threads forever); one thread gives the same tensors, so the same peak
-            torch.set_num_threads(1)
-            before = _current_rss_kb()
-            fn()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            os.write(write, str(max(peak - before, 0)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    data = os.read(read, 64)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return int(data) / 1024 if data else float('nan')
-
-
 # ----------------------------------------------------------------------------- mixers
 class GlobalAttention(nn.Module):
     """Multi-head self-attention over all L tokens (the quadratic mixer), (B, L, D) in and out.
@@ -211,13 +144,11 @@ def _tokens16(h: int, w: int) -> int:
     return (h // 16) * (w // 16)
 
 
-def _attention_bytes(heads: int, seq: int, windows: int = 1) -> Callable[[int, int, str], float]:
-    """Score-matrix bytes (three live copies on the CPU math path; fused kernels on CUDA)."""
-    def estimate(h: int, w: int, device: str) -> float:
-        if device.startswith('cuda'):
-            return 0.0  # memory-efficient SDPA does not materialise the L x L scores
-        return 3.0 * _F32 * heads * windows * seq**2
-    return estimate
+def _attention_bytes(heads: int, seq: int, device: str) -> float:
+    """Score-matrix bytes of global attention (three live copies on the CPU math path)."""
+    if device.startswith('cuda'):
+        return 0.0  # memory-efficient SDPA does not materialise the L x L scores
+    return 3.0 * _F32 * heads * seq**2
 
 
 def _swin_cfg(quick: bool) -> Dict[str, Any]:
@@ -298,10 +229,10 @@ def default_cases(quick: bool = False, block_width: Optional[int] = None,
         return gh * gw
 
     def global_bytes(h: int, w: int, device: str) -> float:
-        return _attention_bytes(heads, l4(h, w))(h, w, device)
+        return _attention_bytes(heads, l4(h, w), device)
 
     def vit_bytes(h: int, w: int, device: str) -> float:
-        return _attention_bytes(vit_heads, _tokens16(h, w) + 1)(h, w, device)
+        return _attention_bytes(vit_heads, _tokens16(h, w) + 1, device)
 
     cases = [
         Case(f'MambaOut-{suffix}', 'backbone', vit_dim, lambda h, w: MambaOut(arch), image,

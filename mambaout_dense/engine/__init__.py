@@ -1,4 +1,20 @@
 """Training-loop pieces: hooks and runner set-up shared by ``tools/*.py``."""
 from .checkpoint_hook import PlainCheckpointHook, from_plain, to_plain
+from .reliability import (
+                          AtomicLocalBackend,
+                          CheckpointCompatibilityHook,
+                          DivergenceError,
+                          DivergenceGuardHook,
+                          RandomStateHook,
+                          check_state_dict_compatible,
+                          checkpoint_problem,
+                          find_resumable_checkpoint,
+                          install_atomic_writes,
+)
 
-__all__ = ['PlainCheckpointHook', 'to_plain', 'from_plain']
+__all__ = [
+    'PlainCheckpointHook', 'to_plain', 'from_plain', 'DivergenceError', 'DivergenceGuardHook',
+    'RandomStateHook', 'CheckpointCompatibilityHook', 'AtomicLocalBackend',
+    'install_atomic_writes', 'find_resumable_checkpoint', 'checkpoint_problem',
+    'check_state_dict_compatible'
+]

@@ -2,22 +2,27 @@
 
 Generic over detection and segmentation: the config's ``default_scope`` (``mmdet`` or ``mmseg``)
 picks the task registries. Handles what mmengine leaves to the user: ``--cfg-options`` keys that
-do not exist, distributed runs on machines without CUDA (gloo, no ``torch.cuda.set_device``),
-data folders that are missing, and checkpoints that must load with ``weights_only=True``.
+do not exist or do not parse, distributed runs on machines without CUDA (gloo, no
+``torch.cuda.set_device``) with a bounded collective timeout, data folders that are missing,
+checkpoints that must load with ``weights_only=True``, and the fault-tolerance hooks of
+:mod:`mambaout_dense.engine.reliability` that every training run gets.
 """
+import argparse
 import difflib
+import json
 import os
 import os.path as osp
 from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
 __all__ = [
-    'UsageError', 'DataError', 'load_config', 'apply_cfg_options', 'default_work_dir',
-    'setup_distributed', 'ensure_plain_checkpoints', 'check_data_paths', 'init_task_scope'
+    'UsageError', 'DataError', 'CfgOptionsAction', 'load_config', 'apply_cfg_options',
+    'default_work_dir', 'check_work_dir', 'setup_distributed', 'ensure_plain_checkpoints',
+    'ensure_reliability_hooks', 'check_data_paths', 'init_task_scope'
 ]
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -29,6 +34,25 @@ class UsageError(ValueError):
 
 class DataError(FileNotFoundError):
     """A dataset file or folder named by the config does not exist or cannot be read."""
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` whose syntax errors are argparse usage errors (exit 2).
+
+    ``DictAction`` raises ``ValueError`` for ``key`` without ``=`` and ``AssertionError`` for
+    unbalanced brackets, which argparse shows as a traceback.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values:
+            key, sep, _ = item.partition('=')
+            if not sep or not key:
+                raise argparse.ArgumentError(
+                    self, f'expected KEY=VALUE, got {item!r} (e.g. train_cfg.max_iters=100)')
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except (ValueError, AssertionError) as err:
+            raise argparse.ArgumentError(self, f'cannot parse {" ".join(values)!r}: {err}')
 
 
 def load_config(path: str) -> Config:
@@ -89,6 +113,22 @@ def default_work_dir(config_path: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
+def check_work_dir(work_dir: str) -> None:
+    """Fail early when the work dir cannot be created or written.
+
+    Raises:
+        UsageError: It is a file, or it cannot be created or written.
+    """
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise UsageError(f'--work-dir {work_dir!r} is a file, not a folder')
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f'cannot create the work dir {work_dir!r}: {err.strerror}') from None
+    if not os.access(work_dir, os.W_OK | os.X_OK):
+        raise UsageError(f'the work dir {work_dir!r} is not writable')
+
+
 def init_task_scope(cfg: Config) -> str:
     """Import the task package named by ``default_scope`` and register its modules.
 
@@ -119,6 +159,9 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     cfg.launcher = launcher
     if launcher == 'none':
         return
+    if launcher == 'pytorch' and 'RANK' not in os.environ:
+        raise UsageError('--launcher pytorch needs the environment torchrun sets (RANK, '
+                         'WORLD_SIZE, ...): start with tools/dist_train.sh CONFIG NPROC')
     env_cfg = cfg.setdefault('env_cfg', ConfigDict())
     dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
     timeout = int(os.environ.get('MAMBAOUT_DENSE_DIST_TIMEOUT', dist_cfg.get('timeout', 1800)))
@@ -161,6 +204,34 @@ def ensure_plain_checkpoints(cfg: Config) -> None:
     cfg.custom_hooks = hooks
 
 
+def ensure_reliability_hooks(cfg: Config, on_divergence: Optional[str] = None,
+                             training: bool = True) -> None:
+    """Add the fault-tolerance hooks of :mod:`mambaout_dense.engine.reliability` to ``cfg``.
+
+    Training runs get ``DivergenceGuardHook`` (NaN/Inf loss: stop or skip),
+    ``RandomStateHook`` (exact resume) and ``CheckpointCompatibilityHook`` (refuse checkpoints
+    of another architecture); evaluation runs the last one only. Hooks the config lists already
+    are kept as they are.
+
+    Args:
+        cfg (Config): The config (modified in place).
+        on_divergence (str, optional): ``'stop'`` or ``'skip'``; overrides the config's
+            ``DivergenceGuardHook(action=...)``. Defaults to None.
+        training (bool): A training run. Defaults to True.
+    """
+    from .reliability import reliability_hooks
+    hooks: List[dict] = list(cfg.get('custom_hooks', None) or [])
+    by_name = {str(h.get('type', '')).split('.')[-1]: h for h in hooks}
+    for name, hook in reliability_hooks(on_divergence):
+        if not training and name != 'CheckpointCompatibilityHook':
+            continue
+        if name not in by_name:
+            hooks.append(hook)
+        elif name == 'DivergenceGuardHook' and on_divergence:
+            by_name[name]['action'] = on_divergence
+    cfg.custom_hooks = hooks
+
+
 def _dataset_cfgs(cfg: Any) -> Iterator[dict]:
     if isinstance(cfg, dict):
         if 'dataset' in cfg and isinstance(cfg['dataset'], dict):
@@ -185,8 +256,23 @@ def _dataset_paths(ds: dict) -> List[Tuple[str, str]]:
     return paths
 
 
+def _check_json(split: str, path: str) -> None:
+    """Parse a ``.json`` annotation file once; raise :class:`DataError` naming it if malformed.
+
+    pycocotools' own error does not name the file, and a bad validation file would otherwise
+    fail only after the first training epoch.
+    """
+    try:
+        with open(path, 'rb') as f:
+            json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f'{split}: ann_file is not valid JSON: {path!r} ({err}). Regenerate or '
+                        f're-download it.') from err
+
+
 def check_data_paths(cfg: Config, splits: Tuple[str, ...]) -> None:
-    """Fail early, naming the path, when a dataset folder or annotation file is missing.
+    """Fail early, naming the path, when a dataset folder or annotation file is missing, or
+    when a ``.json`` annotation file does not parse.
 
     Args:
         cfg (Config): The config.
@@ -212,6 +298,8 @@ def check_data_paths(cfg: Config, splits: Tuple[str, ...]) -> None:
                         f'README.md, "Datasets"), set data_root with --cfg-options, or make a '
                         f'synthetic one: python {osp.join(REPO_ROOT, "tools", "make_synthetic.py")}'
                         f' {kind} --out {root}')
+                if what == 'ann_file' and path.endswith('.json'):
+                    _check_json(split, path)
 
 
 

@@ -72,9 +72,9 @@ class Backend(NamedTuple):
         forward (Callable): ``forward(inputs, delta_softplus)`` -> ``(out, last_state, saved)``
             with ``out`` in the compute dtype and ``saved`` a tuple of tensors for the backward.
         backward (Callable, optional): ``backward(inputs, saved, delta_softplus, dout,
-            dlast_state)`` -> gradients of ``(u, delta, A, B, C, D, z, delta_bias)`` in the compute dtype
-            (``None`` for absent inputs; ``dlast_state`` may be ``None``). ``None`` means the
-            backward re-runs ``forward`` under autograd.
+            dlast_state)`` -> gradients of ``(u, delta, A, B, C, D, z, delta_bias)`` in the
+            compute dtype (``None`` for absent inputs; ``dlast_state`` may be ``None``). ``None``
+            means the backward re-runs ``forward`` under autograd.
         auto (Callable[[torch.device], bool]): Whether :func:`get_default_backend` may pick it
             for a device. Defaults to never.
     """
@@ -150,8 +150,8 @@ def get_default_backend(device: Union[str, torch.device] = 'cpu') -> str:
 
     CUDA: ``triton`` when Triton imports, else ``torch`` (``mamba_ssm`` is only used when asked
     for). CPU: ``cpu`` when the compiled kernel is built and was measured faster than ``torch``
-    when it was built, else ``torch``. The :func:`set_default_backend` choice and the ``MAMBAOUT_DENSE_SCAN_BACKEND``
-    variable are not consulted here.
+    when it was built, else ``torch``. The :func:`set_default_backend` choice and the
+    ``MAMBAOUT_DENSE_SCAN_BACKEND`` variable are not consulted here.
 
     Args:
         device (str | torch.device): Device of the scanned tensors. Defaults to 'cpu'.
@@ -343,8 +343,9 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout: Tensor, dlast: Optional[Tensor] = None):
-        inputs = ScanInputs(*ctx.saved_tensors[:8])
-        saved = tuple(ctx.saved_tensors[8:])
+        tensors = ctx.saved_tensors  # unpack once (activation checkpointing allows no more)
+        inputs = ScanInputs(*tensors[:8])
+        saved = tuple(tensors[8:])
         impl = _REGISTRY[ctx.backend]
         dtype = compute_dtype(inputs)
         dout = dout.to(dtype)

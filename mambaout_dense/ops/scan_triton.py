@@ -106,11 +106,10 @@ def triton_forward(inputs: ScanInputs,
     last = torch.empty(batch, dim, n_state, **f32)
     states = torch.empty(batch, dim, n_state, n_chunks, **f32)
     grid = (batch, _cdiv(dim, block_d))
-    _get_kernels().scan_fwd_kernel[grid](*ptrs, out, last, states, dim, length, n_state, groups,
-                           dim // groups, n_chunks, HAS_D=ts[5] is not None,
-                           HAS_Z=ts[6] is not None, HAS_BIAS=ts[7] is not None,
-                           SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n,
-                           BLOCK_L=block_l)
+    _get_kernels().scan_fwd_kernel[grid](
+        *ptrs, out, last, states, dim, length, n_state, groups, dim // groups, n_chunks,
+        HAS_D=ts[5] is not None, HAS_Z=ts[6] is not None, HAS_BIAS=ts[7] is not None,
+        SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l)
     return out, last, (states, )
 
 
@@ -136,12 +135,12 @@ def triton_backward(inputs: ScanInputs, saved: Tuple[Tensor, ...], delta_softplu
     dout = dout.to(torch.float32).contiguous()
     dlast_t = dout if dlast is None else dlast.to(torch.float32).contiguous()
     grid = (batch, n_dblocks)
-    _get_kernels().scan_bwd_kernel[grid](*ptrs, dout, dlast_t, states, du, ddelta, dz, dA, dB, dC, dD, dbias,
-                           dim, length, n_state, groups, dim // groups, states.shape[-1],
-                           n_dblocks, HAS_D=ts[5] is not None, HAS_Z=ts[6] is not None,
-                           HAS_BIAS=ts[7] is not None, SOFTPLUS=bool(delta_softplus),
-                           HAS_DLAST=dlast is not None, BLOCK_D=block_d, BLOCK_N=block_n,
-                           BLOCK_L=block_l)
+    _get_kernels().scan_bwd_kernel[grid](
+        *ptrs, dout, dlast_t, states, du, ddelta, dz, dA, dB, dC, dD, dbias, dim, length,
+        n_state, groups, dim // groups, states.shape[-1], n_dblocks, HAS_D=ts[5] is not None,
+        HAS_Z=ts[6] is not None, HAS_BIAS=ts[7] is not None, SOFTPLUS=bool(delta_softplus),
+        HAS_DLAST=dlast is not None, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
+        num_warps=8)  # about 15 live (BLOCK_D, BLOCK_N, BLOCK_L) tiles
     # (batch, n_dblocks, N, L) -> (batch, groups, N, L): the blocks of a group are consecutive
     dB = dB.view(batch, groups, n_dblocks // groups, n_state, length).sum(2)
     dC = dC.view(batch, groups, n_dblocks // groups, n_state, length).sum(2)

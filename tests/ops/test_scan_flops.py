@@ -4,8 +4,14 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-from mambaout_dense.ops import (SCAN_OP_NAME, cross_merge, cross_scan, register_flop_handles,
-                                scan_flop_handle, selective_scan)
+from mambaout_dense.ops import (
+    SCAN_OP_NAME,
+    cross_merge,
+    cross_scan,
+    register_flop_handles,
+    scan_flop_handle,
+    selective_scan,
+)
 
 
 class ScanModule(nn.Module):

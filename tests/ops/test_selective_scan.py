@@ -8,10 +8,16 @@ import os
 import pytest
 import torch
 
-import mambaout_dense.ops.scan_torch as scan_torch
 import mambaout_dense.ops.scan as ss
-from mambaout_dense.ops import (available_backends, cross_merge, cross_scan, get_default_backend,
-                                selective_scan, set_default_backend)
+import mambaout_dense.ops.scan_torch as scan_torch
+from mambaout_dense.ops import (
+    available_backends,
+    cross_merge,
+    cross_scan,
+    get_default_backend,
+    selective_scan,
+    set_default_backend,
+)
 
 # Backends that run on CPU tensors here, besides the reference (triton: test_scan_triton.py).
 CPU_BACKENDS = [b for b in available_backends('cpu') if b not in ('reference', 'triton')]
@@ -83,6 +89,8 @@ def assert_close(result, expected, tol, what=''):
 CASES = {
     'all_options_groups2_N3': dict(shape=(2, 4, 37, 3, 2), opts={}, softplus=True, last=True),
     'N1_groups4': dict(shape=(1, 8, 50, 1, 4), opts={}, softplus=True, last=False),
+    'N1_channels_not_multiple_of_4': dict(shape=(1, 6, 45, 1, 2), opts={}, softplus=True,
+                                          last=True),
     'N16_groups1': dict(shape=(2, 4, 29, 16, 1), opts={}, softplus=True, last=True),
     'N16_groups4_no_softplus': dict(shape=(1, 8, 40, 16, 4), opts={}, softplus=False,
                                     last=True),
@@ -349,3 +357,22 @@ def test_cross_merge_needs_height_for_non_square():
     with pytest.raises(ValueError, match='not square'):
         cross_merge(y)
     torch.testing.assert_close(cross_merge(y, width=4), cross_merge(y, 3, 4))
+
+
+@pytest.mark.parametrize('backend', CPU_BACKENDS)
+def test_activation_checkpointing_same_gradients(backend):
+    """The backward unpacks its saved tensors once, as non-reentrant checkpointing requires."""
+    from torch.utils.checkpoint import checkpoint
+    x = make_inputs(2, 4, 30, 3, 2, dtype=torch.float32, seed=9)
+
+    def scan(*tensors):
+        return selective_scan(*tensors, delta_softplus=True, backend=backend)
+
+    grads = []
+    for use_cp in (False, True):
+        leaves = [v.clone().requires_grad_() for v in x.values()]
+        out = checkpoint(scan, *leaves, use_reentrant=False) if use_cp else scan(*leaves)
+        out.square().sum().backward()
+        grads.append([v.grad for v in leaves])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

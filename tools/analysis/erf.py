@@ -67,7 +67,7 @@ def main(argv=None) -> int:
                 overrides['out_indices'] = (0, 1, 2, 3)
             model = ls.build_backbone_from_config(cfg, **overrides)
             name = args.name or osp.splitext(osp.basename(args.config))[0]
-        _quiet_init(model)
+        erf.init_weights_quietly(model)
         extra = dict(weights='random', source='dataset' if args.from_dataset else args.source)
         if args.checkpoint:
             report = erf.load_backbone_checkpoint(model, args.checkpoint)
@@ -88,18 +88,6 @@ def main(argv=None) -> int:
     print(erf.erf_markdown(result['rows']))
     print('\nwrote ' + ', '.join(result['files']))
     return 0
-
-
-def _quiet_init(model) -> None:
-    """``init_weights()`` without mmengine's per-parameter INFO dump."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
 
 
 if __name__ == '__main__':

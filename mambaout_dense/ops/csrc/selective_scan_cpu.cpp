@@ -134,7 +134,8 @@ struct Work {
 
 inline int64_t group_of(const Fwd& a, int64_t bd) { return (bd % a.dim) / (a.dim / a.G); }
 
-// Element-wise part of one chunk: raw delta, dt, dt*u, exp(dt A) and dt u B, laid out (i, n).
+// Element-wise part of one chunk: raw delta, dt, dt*u, and exp(dt A) and dt u B laid out
+// (n, i) with a stride of kChunk between states.
 template <int NS>
 inline void chunk_inputs(const Fwd& a, int64_t bd, int64_t t0, int64_t len, Work& w) {
   const int64_t N = NS > 0 ? NS : a.N;
@@ -151,52 +152,48 @@ inline void chunk_inputs(const Fwd& a, int64_t bd, int64_t t0, int64_t len, Work
     for (int64_t i = 0; i < len; ++i) w.dt[i] = w.raw[i];
   }
   for (int64_t i = 0; i < len; ++i) w.x[i] = w.dt[i] * up[i];
-  if (N == 1) {
-    const float A0 = Ad[0];
+  for (int64_t n = 0; n < N; ++n) {
+    const float An = Ad[n];
+    float* da = w.da + n * kChunk;
+    float* bx = w.bx + n * kChunk;
+    const float* Bn = Bp + n * L;
     for (int64_t i = 0; i < len; ++i) {
-      w.da[i] = exp_f(w.dt[i] * A0);
-      w.bx[i] = w.x[i] * Bp[i];
+      da[i] = exp_f(w.dt[i] * An);
+      bx[i] = w.x[i] * Bn[i];
     }
-  } else {
-    for (int64_t i = 0; i < len; ++i) {
-      const float dt = w.dt[i];
-      for (int64_t n = 0; n < N; ++n) w.da[i * N + n] = exp_f(dt * Ad[n]);
-    }
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t i = 0; i < len; ++i) w.bx[i * N + n] = w.x[i] * Bp[n * L + i];
   }
 }
 
-// Recurrence over one chunk from the state w.h (updated); states to hs (len, N), C h to w.y.
+// Serial part of the recurrence for states [n0, n0 + K): K independent chains interleaved.
+template <int K>
+inline void chains(const float* da, const float* bx, float* h, float* hs, int64_t len) {
+  float hk[K];
+  for (int k = 0; k < K; ++k) hk[k] = h[k];
+  for (int64_t i = 0; i < len; ++i) {
+    for (int k = 0; k < K; ++k) {
+      hk[k] = da[k * kChunk + i] * hk[k] + bx[k * kChunk + i];
+      hs[k * kChunk + i] = hk[k];
+    }
+  }
+  for (int k = 0; k < K; ++k) h[k] = hk[k];
+}
+
+// Recurrence over one chunk from the state w.h (updated); states to hs laid out (n, i) with a
+// stride of kChunk, sum_n C h to w.y.
 template <int NS>
 inline void chunk_scan(const Fwd& a, int64_t bd, int64_t t0, int64_t len, Work& w, float* hs) {
   const int64_t N = NS > 0 ? NS : a.N;
   const int64_t L = a.L;
   const float* Cp = a.C + (bd / a.dim * a.G + group_of(a, bd)) * N * L + t0;
-  if (N == 1) {
-    float h = w.h[0];
-    for (int64_t i = 0; i < len; ++i) {
-      h = w.da[i] * h + w.bx[i];
-      hs[i] = h;
-    }
-    w.h[0] = h;
-    for (int64_t i = 0; i < len; ++i) w.y[i] = Cp[i] * hs[i];
-  } else {
-    float* h = w.h;
-    for (int64_t i = 0; i < len; ++i) {
-      float acc = 0.0f;
-      const float* da = w.da + i * N;
-      const float* bx = w.bx + i * N;
-      float* hsi = hs + i * N;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const float hn = da[n] * h[n] + bx[n];
-        h[n] = hn;
-        hsi[n] = hn;
-        acc += Cp[n * L + i] * hn;
-      }
-      w.y[i] = acc;
-    }
+  int64_t n = 0;
+  for (; n + 4 <= N; n += 4)
+    chains<4>(w.da + n * kChunk, w.bx + n * kChunk, w.h + n, hs + n * kChunk, len);
+  for (; n < N; ++n) chains<1>(w.da + n * kChunk, w.bx + n * kChunk, w.h + n, hs + n * kChunk, len);
+  for (int64_t i = 0; i < len; ++i) w.y[i] = Cp[i] * hs[i];
+  for (n = 1; n < N; ++n) {
+    const float* Cn = Cp + n * L;
+    const float* hn = hs + n * kChunk;
+    for (int64_t i = 0; i < len; ++i) w.y[i] += Cn[i] * hn[i];
   }
 }
 
@@ -250,6 +247,44 @@ SCAN_CLONES void forward_lanes_n1(const Fwd& a, int64_t bd0, Work* w) {
   for (int c = 0; c < kLanes; ++c) a.last[bd0 + c] = h[c];
 }
 
+// Gradient of y + D u for one chunk (dy), and dz when there is a gate.
+inline void chunk_dy(const Bwd& a, int64_t bd, int64_t t0, int64_t len, const float* y,
+                     float* dy) {
+  const Fwd& f = a.f;
+  const int64_t L = f.L;
+  const float* dop = a.dout + bd * L + t0;
+  if (f.z) {
+    const float Dd = f.D ? f.D[bd % f.dim] : 0.0f;
+    const float* up = f.u + bd * L + t0;
+    const float* zp = f.z + bd * L + t0;
+    float* dzp = a.dz + bd * L + t0;
+    for (int64_t i = 0; i < len; ++i) {
+      const float s = sigmoid_f(zp[i]);
+      dy[i] = dop[i] * zp[i] * s;
+      dzp[i] = dop[i] * (y[i] + Dd * up[i]) * s * (1.0f + zp[i] * (1.0f - s));
+    }
+  } else {
+    for (int64_t i = 0; i < len; ++i) dy[i] = dop[i];
+  }
+}
+
+// Adjoint recurrence of states [n0, n0 + K) over one chunk, backwards, K chains interleaved:
+// q[i] = C[i] dy[i] + r, r <- a[i] q[i].
+template <int K>
+inline void adjoint_chains(const float* C, int64_t L, const float* dy, const float* da, float* r,
+                           float* q, int64_t len) {
+  float rk[K];
+  for (int k = 0; k < K; ++k) rk[k] = r[k];
+  for (int64_t i = len - 1; i >= 0; --i) {
+    for (int k = 0; k < K; ++k) {
+      const float qv = C[k * L + i] * dy[i] + rk[k];
+      q[k * kChunk + i] = qv;
+      rk[k] = da[k * kChunk + i] * qv;
+    }
+  }
+  for (int k = 0; k < K; ++k) r[k] = rk[k];
+}
+
 template <int NS>
 SCAN_CLONES void backward_task(const Bwd& a, int64_t bd, int64_t slab, Work& w,
                                std::vector<float>& hseq, std::vector<float>& scratch) {
@@ -259,15 +294,18 @@ SCAN_CLONES void backward_task(const Bwd& a, int64_t bd, int64_t slab, Work& w,
   const int64_t g = group_of(f, bd);
   const float Dd = f.D ? f.D[d] : 0.0f;
   const float* Ad = f.A + d * N;
-  // Pass 1: every state, (L, N), and y when the gate needs it.
-  hseq.resize(L * N);
-  scratch.resize(N + (f.z ? L : 0) + 4 * kChunk);
-  float* r = scratch.data();       // (N): a[t+1] q[t+1], q being the adjoint state
-  float* q = r + N;                // (kChunk), N == 1 only
-  float* hprev = q + kChunk;       // (kChunk), N == 1 only
-  float* dy = hprev + kChunk;      // (kChunk)
-  float* ddt = dy + kChunk;        // (kChunk)
-  float* yseq = ddt + kChunk;      // (L) when z
+  const int64_t n_chunks = (L + kChunk - 1) / kChunk;
+  // Pass 1: every state, chunk by chunk laid out (n, i), and y when the gate needs it.
+  hseq.resize(n_chunks * kChunk * N);
+  scratch.resize(2 * N + 3 * kChunk + 2 * kChunk * N + (f.z ? L : 0));
+  float* r = scratch.data();         // (N): a[t+1] q[t+1], q being the adjoint state
+  float* dAa = r + N;                // (N)
+  float* dy = dAa + N;               // (kChunk)
+  float* ddt = dy + kChunk;          // (kChunk)
+  float* sB = ddt + kChunk;          // (kChunk): sum_n q B
+  float* q = sB + kChunk;            // (N, kChunk)
+  float* hprev = q + kChunk * N;     // (N, kChunk): h[t-1]
+  float* yseq = hprev + kChunk * N;  // (L) when z
   std::fill(w.h, w.h + N, 0.0f);
   for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
     const int64_t len = std::min(kChunk, L - t0);
@@ -276,87 +314,58 @@ SCAN_CLONES void backward_task(const Bwd& a, int64_t bd, int64_t slab, Work& w,
     if (f.z) std::copy(w.y, w.y + len, yseq + t0);
   }
   // Pass 2: chunks from the last.
-  std::fill(r, r + N, 0.0f);
+  std::fill(r, r + 2 * N, 0.0f);
   if (a.dlast) std::copy(a.dlast + bd * N, a.dlast + bd * N + N, r);
-  float dA_acc[NS > 0 ? NS : 1] = {};
-  std::vector<float> dA_dyn(NS > 0 ? 0 : N, 0.0f);
-  float* dAa = NS > 0 ? dA_acc : dA_dyn.data();
   float dD_acc = 0.0f, dbias_acc = 0.0f;
   const int64_t gl = (b * f.G + g) * N * L;
   float* dBp0 = a.dB + ((b * f.G + g) * a.slabs + slab) * N * L;
   float* dCp0 = a.dC + ((b * f.G + g) * a.slabs + slab) * N * L;
-  const float zero_state[NS > 0 ? NS : 1] = {};
-  std::vector<float> zero_dyn(NS > 0 ? 0 : N, 0.0f);
-  const float* zeros = NS > 0 ? zero_state : zero_dyn.data();
-  const int64_t n_chunks = (L + kChunk - 1) / kChunk;
   for (int64_t c = n_chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * kChunk, len = std::min(kChunk, L - t0);
     chunk_inputs<NS>(f, bd, t0, len, w);
+    chunk_dy(a, bd, t0, len, yseq + t0, dy);
     const float* hs = hseq.data() + t0 * N;
-    const float* h_start = t0 > 0 ? hs - N : zeros;  // state entering the chunk
     const float* up = f.u + bd * L + t0;
-    const float* dop = a.dout + bd * L + t0;
-    if (f.z) {
-      const float* zp = f.z + bd * L + t0;
-      float* dzp = a.dz + bd * L + t0;
-      for (int64_t i = 0; i < len; ++i) {
-        const float s = sigmoid_f(zp[i]);
-        dy[i] = dop[i] * zp[i] * s;
-        dzp[i] = dop[i] * (yseq[t0 + i] + Dd * up[i]) * s * (1.0f + zp[i] * (1.0f - s));
-      }
-    } else {
-      for (int64_t i = 0; i < len; ++i) dy[i] = dop[i];
-    }
     const float* Bp = f.B + gl + t0;
     const float* Cp = f.C + gl + t0;
-    float* dBp = dBp0 + t0;
-    float* dCp = dCp0 + t0;
-    float* du = a.du + bd * L + t0;
-    if (N == 1) {
-      // serial part: the adjoint recurrence only
-      float rr = r[0];
-      for (int64_t i = len - 1; i >= 0; --i) {
-        const float qi = Cp[i] * dy[i] + rr;
-        q[i] = qi;
-        rr = w.da[i] * qi;
-      }
-      r[0] = rr;
-      hprev[0] = h_start[0];
-      std::copy(hs, hs + len - 1, hprev + 1);
-      const float A0 = Ad[0];
-      float dA0 = 0.0f;
-#pragma omp simd reduction(+ : dA0)
+    for (int64_t n = 0; n < N; ++n) {
+      float* hp = hprev + n * kChunk;
+      const float* hn = hs + n * kChunk;
+      hp[0] = t0 > 0 ? hn[-N * kChunk + kChunk - 1] : 0.0f;  // last state of the chunk before
+      std::copy(hn, hn + len - 1, hp + 1);
+    }
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4)
+      adjoint_chains<4>(Cp + n * L, L, dy, w.da + n * kChunk, r + n, q + n * kChunk, len);
+    for (; n < N; ++n)
+      adjoint_chains<1>(Cp + n * L, L, dy, w.da + n * kChunk, r + n, q + n * kChunk, len);
+    std::fill(ddt, ddt + len, 0.0f);
+    std::fill(sB, sB + len, 0.0f);
+    for (n = 0; n < N; ++n) {
+      const float* qn = q + n * kChunk;
+      const float* dan = w.da + n * kChunk;
+      const float* hpn = hprev + n * kChunk;
+      const float* hsn = hs + n * kChunk;
+      const float* Bn = Bp + n * L;
+      float* dBn = dBp0 + n * L + t0;
+      float* dCn = dCp0 + n * L + t0;
+      const float An = Ad[n];
+      float dAn = 0.0f;
+#pragma omp simd reduction(+ : dAn)
       for (int64_t i = 0; i < len; ++i) {
-        const float wv = q[i] * w.da[i] * hprev[i];  // d(dt A)
-        dA0 += wv * w.dt[i];
-        dCp[i] += dy[i] * hs[i];
-        dBp[i] += q[i] * w.x[i];
-        const float s = q[i] * Bp[i];
-        ddt[i] = wv * A0 + s * up[i];
-        du[i] = s * w.dt[i] + Dd * dy[i];
+        const float wv = qn[i] * dan[i] * hpn[i];  // d(dt A)
+        dAn += wv * w.dt[i];
+        ddt[i] += wv * An;
+        dCn[i] += dy[i] * hsn[i];
+        dBn[i] += qn[i] * w.x[i];
+        sB[i] += qn[i] * Bn[i];
       }
-      dAa[0] += dA0;
-    } else {
-      for (int64_t i = len - 1; i >= 0; --i) {
-        const float* hsi = hs + i * N;
-        const float* hp = i > 0 ? hs + (i - 1) * N : h_start;
-        const float* da = w.da + i * N;
-        const float dyi = dy[i], dti = w.dt[i], xi = w.x[i];
-        float dd = 0.0f, s = 0.0f;
-#pragma omp simd reduction(+ : dd, s)
-        for (int64_t n = 0; n < N; ++n) {
-          const float qn = Cp[n * L + i] * dyi + r[n];
-          const float wv = qn * da[n] * hp[n];
-          dd += wv * Ad[n];
-          dAa[n] += wv * dti;
-          dCp[n * L + i] += dyi * hsi[n];
-          dBp[n * L + i] += qn * xi;
-          s += qn * Bp[n * L + i];
-          r[n] = da[n] * qn;
-        }
-        ddt[i] = dd + s * up[i];
-        du[i] = s * dti + Dd * dyi;
-      }
+      dAa[n] += dAn;
+    }
+    float* du = a.du + bd * L + t0;
+    for (int64_t i = 0; i < len; ++i) {
+      ddt[i] += sB[i] * up[i];
+      du[i] = sB[i] * w.dt[i] + Dd * dy[i];
     }
     float* ddp = a.ddelta + bd * L + t0;
     if (f.softplus) {
@@ -374,9 +383,115 @@ SCAN_CLONES void backward_task(const Bwd& a, int64_t bd, int64_t slab, Work& w,
   a.dbias[bd] = dbias_acc;
 }
 
+// Backward for N == 1: up to kLanes channels of one slab at once, so that the serial
+// recurrences (states forward, adjoint backward) of different channels overlap.
+SCAN_CLONES void backward_lanes_n1(const Bwd& a, int64_t bd0, int lanes, int64_t slab, Work* w,
+                                   std::vector<float>& buf) {
+  const Fwd& f = a.f;
+  const int64_t L = f.L, b = bd0 / f.dim;
+  const int64_t g = group_of(f, bd0);
+  // per lane: states (L), y (L) when z; per lane and chunk: q, h[t-1], dy, d(dt)
+  const int64_t per_lane = L * (f.z ? 2 : 1) + 4 * kChunk;
+  buf.resize(kLanes * per_lane);
+  float *hseq[kLanes], *yseq[kLanes], *q[kLanes], *hprev[kLanes], *dy[kLanes], *ddt[kLanes];
+  for (int c = 0; c < kLanes; ++c) {
+    hseq[c] = buf.data() + c * per_lane;
+    q[c] = hseq[c] + L;
+    hprev[c] = q[c] + kChunk;
+    dy[c] = hprev[c] + kChunk;
+    ddt[c] = dy[c] + kChunk;
+    yseq[c] = ddt[c] + kChunk;  // only used with z
+  }
+  const float* Bp0 = f.B + (b * f.G + g) * L;
+  const float* Cp0 = f.C + (b * f.G + g) * L;
+  float* dBp0 = a.dB + ((b * f.G + g) * a.slabs + slab) * L;
+  float* dCp0 = a.dC + ((b * f.G + g) * a.slabs + slab) * L;
+  // Pass 1: every state.
+  float h[kLanes] = {};
+  for (int64_t t0 = 0; t0 < L; t0 += kChunk) {
+    const int64_t len = std::min(kChunk, L - t0);
+    for (int c = 0; c < lanes; ++c) chunk_inputs<1>(f, bd0 + c, t0, len, w[c]);
+    for (int64_t i = 0; i < len; ++i) {
+      for (int c = 0; c < lanes; ++c) {
+        h[c] = w[c].da[i] * h[c] + w[c].bx[i];
+        hseq[c][t0 + i] = h[c];
+      }
+    }
+    if (f.z) {
+      for (int c = 0; c < lanes; ++c)
+        for (int64_t i = 0; i < len; ++i) yseq[c][t0 + i] = Cp0[t0 + i] * hseq[c][t0 + i];
+    }
+  }
+  // Pass 2: chunks from the last; r = a[t+1] q[t+1].
+  float r[kLanes] = {}, dA_acc[kLanes] = {}, dD_acc[kLanes] = {}, dbias_acc[kLanes] = {};
+  if (a.dlast)
+    for (int c = 0; c < lanes; ++c) r[c] = a.dlast[bd0 + c];
+  const int64_t n_chunks = (L + kChunk - 1) / kChunk;
+  for (int64_t k = n_chunks - 1; k >= 0; --k) {
+    const int64_t t0 = k * kChunk, len = std::min(kChunk, L - t0);
+    const float* Bp = Bp0 + t0;
+    const float* Cp = Cp0 + t0;
+    for (int c = 0; c < lanes; ++c) {
+      chunk_inputs<1>(f, bd0 + c, t0, len, w[c]);
+      chunk_dy(a, bd0 + c, t0, len, yseq[c] + t0, dy[c]);
+    }
+    for (int64_t i = len - 1; i >= 0; --i) {  // the serial part: the adjoint recurrence
+      for (int c = 0; c < lanes; ++c) {
+        const float qi = Cp[i] * dy[c][i] + r[c];
+        q[c][i] = qi;
+        r[c] = w[c].da[i] * qi;
+      }
+    }
+    float* dBp = dBp0 + t0;
+    float* dCp = dCp0 + t0;
+    for (int c = 0; c < lanes; ++c) {
+      const int64_t bd = bd0 + c;
+      const float* hs = hseq[c] + t0;
+      const float* up = f.u + bd * L + t0;
+      float* du = a.du + bd * L + t0;
+      float* ddp = a.ddelta + bd * L + t0;
+      const float A0 = f.A[bd % f.dim];
+      const float Dd = f.D ? f.D[bd % f.dim] : 0.0f;
+      const float *qc = q[c], *dyc = dy[c], *da = w[c].da, *dt = w[c].dt, *x = w[c].x;
+      float* hp = hprev[c];
+      float* dd = ddt[c];
+      hp[0] = t0 > 0 ? hs[-1] : 0.0f;
+      std::copy(hs, hs + len - 1, hp + 1);
+      float dA0 = 0.0f, dD0 = 0.0f;
+#pragma omp simd reduction(+ : dA0, dD0)
+      for (int64_t i = 0; i < len; ++i) {
+        const float wv = qc[i] * da[i] * hp[i];  // d(dt A)
+        dA0 += wv * dt[i];
+        dD0 += dyc[i] * up[i];
+        dCp[i] += dyc[i] * hs[i];
+        dBp[i] += qc[i] * x[i];
+        const float s = qc[i] * Bp[i];
+        dd[i] = wv * A0 + s * up[i];
+        du[i] = s * dt[i] + Dd * dyc[i];
+      }
+      if (f.softplus) {
+        for (int64_t i = 0; i < len; ++i) ddp[i] = dd[i] * sigmoid_f(w[c].raw[i]);
+      } else {
+        for (int64_t i = 0; i < len; ++i) ddp[i] = dd[i];
+      }
+      float db = 0.0f;
+#pragma omp simd reduction(+ : db)
+      for (int64_t i = 0; i < len; ++i) db += ddp[i];
+      dA_acc[c] += dA0;
+      dD_acc[c] += dD0;
+      dbias_acc[c] += db;
+    }
+  }
+  for (int c = 0; c < lanes; ++c) {
+    a.dA[bd0 + c] = dA_acc[c];
+    a.dD[bd0 + c] = dD_acc[c];
+    a.dbias[bd0 + c] = dbias_acc[c];
+  }
+}
+
 template <int NS>
 void run_forward(const Fwd& a, int64_t tasks) {
-  if (NS == 1) {
+  if constexpr (NS == 1) {
     // units of kLanes channels, then the remaining channels one by one
     const int64_t units = tasks / kLanes;
     at::parallel_for(0, units + tasks % kLanes, 1, [&](int64_t begin, int64_t end) {
@@ -406,14 +521,21 @@ void run_backward(const Bwd& a, int64_t batch) {
   const int64_t tasks = batch * f.G * a.slabs;
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     FlushDenormals flush;
-    Work w(f.N);
+    Work w[kLanes];
+    for (Work& lane : w) lane.init(f.N);
     std::vector<float> hseq, scratch;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t slab = task % a.slabs, bg = task / a.slabs;
       const int64_t b = bg / f.G, g = bg % f.G;
       const int64_t lo = slab * per_group / a.slabs, hi = (slab + 1) * per_group / a.slabs;
-      for (int64_t k = lo; k < hi; ++k)
-        backward_task<NS>(a, b * f.dim + g * per_group + k, slab, w, hseq, scratch);
+      const int64_t bd0 = b * f.dim + g * per_group;
+      if constexpr (NS == 1) {
+        for (int64_t k = lo; k < hi; k += kLanes)
+          backward_lanes_n1(a, bd0 + k, static_cast<int>(std::min<int64_t>(kLanes, hi - k)),
+                            slab, w, hseq);
+      } else {
+        for (int64_t k = lo; k < hi; ++k) backward_task<NS>(a, bd0 + k, slab, w[0], hseq, scratch);
+      }
     }
   });
 }

@@ -1,0 +1,104 @@
+# UperNet on the synthetic long-range task (mambaout_dense.datasets.synthetic.longrange): a blob's
+# class (cue_a / cue_b) is decided by a red/blue marker >= 0.5 x image side away ('far') or by a
+# dot inside the blob ('local', the control); both variants hold the same images. Femto-sized
+# backbones of matched parameter count, trained from scratch on a CPU by
+# tools/analysis/longrange_experiment.py, which sets data_root per variant and max_iters from a
+# time budget. This file uses MambaOut-Femto; upernet_longrange_{vmamba,hybrid}_femto.py swap it.
+#   python tools/analysis/longrange_experiment.py --generate --minutes 20
+_base_ = [
+    './_base_/models/upernet_mambaout.py',
+    'mmseg::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
+]
+size = 192  # image side of the generated set (--size of the generator and of the driver)
+crop_size = (size, size)
+data_root = 'data/synthetic_longrange/far'
+metainfo = dict(classes=('cue_a', 'cue_b', 'background'),  # PNG 1..3; 0 = markers, ignored
+                palette=[[220, 40, 40], [40, 80, 220], [128, 128, 128]])
+norm_cfg = dict(type='BN', requires_grad=True)  # one CPU process: no SyncBN
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        arch='femto',  # depths (3, 3, 9, 3), dims (48, 96, 192, 288): 5.82 M
+        drop_path_rate=0.1,
+        init_cfg=None),  # from scratch: there is no ImageNet hybrid, so no backbone gets one
+    decode_head=dict(
+        in_channels=[48, 96, 192, 288],  # = backbone out_channels
+        # No pyramid pooling: its global average pool would hand the far cue to every pixel
+        # through the head, whatever the backbone. The rest of the head is 3x3 convs (local),
+        # so long-range information must come through the backbone.
+        pool_scales=(),
+        channels=128,  # 512 in the ADE20K recipe; small for a CPU
+        num_classes=3,
+        norm_cfg=norm_cfg,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+                         avg_non_ignore=True)),
+    auxiliary_head=dict(
+        in_channels=192,  # stage-3 width
+        channels=64,
+        num_classes=3,
+        norm_cfg=norm_cfg,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4,
+                         avg_non_ignore=True)))
+
+# Full images, no crop or rescale: a crop could cut the corner marker off. A flip moves the
+# marker with the image, and the labelling rule does not depend on the corner.
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
+               img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True)
+train_dataloader = dict(
+    batch_size=4,  # one CPU process
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(**dataset, pipeline=train_pipeline,
+                 data_prefix=dict(img_path='images/training',
+                                  seg_map_path='annotations/training')))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(**dataset, pipeline=test_pipeline,
+                 data_prefix=dict(img_path='images/validation',
+                                  seg_map_path='annotations/validation')))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+
+# Schedule: the driver replaces max_iters (and the iteration numbers below) from --minutes.
+max_iters = 1000
+warmup_iters = 50
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05,
+                   foreach=True),  # from scratch: lr 1e-3; foreach: the loop is slow on CPU
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=max_iters,
+         by_epoch=False),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+                    max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)

@@ -1,0 +1,1 @@
+"""End-to-end tests: the tools run as a user runs them, on tiny synthetic sets."""

@@ -1,0 +1,1 @@
+"""Reliability tests: faults survived, unsafe checkpoints refused, bad data reported."""
