@@ -81,6 +81,8 @@ max_iters = 1000
 warmup_iters = 50
 optim_wrapper = dict(
     type='OptimWrapper',
+    # merges mmengine's one-group-per-parameter so foreach kernels apply (much faster on CPU)
+    constructor='mambaout_dense.MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05,
                    foreach=True),  # from scratch: lr 1e-3; foreach: the loop is slow on CPU
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))

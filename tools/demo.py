@@ -18,33 +18,45 @@ def main(argv=None) -> int:
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
+    import cv2
     import mmcv
 
-    from mambaout_dense.checkpoint import CheckpointError, safe_load
+    from mambaout_dense.checkpoint import CheckpointError, extract_state_dict, safe_load
     from mambaout_dense.engine.launch import UsageError, init_task_scope, load_config
+    from mambaout_dense.engine.reliability import check_state_dict_compatible
     try:
         if not osp.isfile(args.image):
             raise UsageError(f'image not found: {args.image!r}')
-        image = mmcv.imread(args.image, channel_order='rgb')
+        try:  # OpenCV raises on empty files and on files it cannot decode as RGB
+            image = mmcv.imread(args.image, channel_order='rgb')
+        except cv2.error:
+            image = None
         if image is None:
             raise UsageError(f'cannot decode image: {args.image!r}')
         cfg = load_config(args.config)
         scope = init_task_scope(cfg)
-        safe_load(args.checkpoint)  # refuse unsafe/corrupt files before building anything
+        checkpoint = safe_load(args.checkpoint)  # refuse unsafe/corrupt files first
     except (UsageError, CheckpointError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     cfg.model.get('backbone', {}).pop('init_cfg', None)  # weights come from the checkpoint
     if scope == 'mmdet':
-        from mmdet.apis import inference_detector, init_detector
+        from mmdet.apis import inference_detector as inference
+        from mmdet.apis import init_detector as init
         from mmdet.registry import VISUALIZERS
-        model = init_detector(cfg, args.checkpoint, device=args.device)
-        result = inference_detector(model, args.image)
     else:
-        from mmseg.apis import inference_model, init_model
+        from mmseg.apis import inference_model as inference
+        from mmseg.apis import init_model as init
         from mmseg.registry import VISUALIZERS
-        model = init_model(cfg, args.checkpoint, device=args.device)
-        result = inference_model(model, args.image)
+    model = init(cfg, args.checkpoint, device=args.device)
+    try:  # the loaders above skip tensors of another shape with a warning only
+        check_state_dict_compatible(model.state_dict(),
+                                    extract_state_dict(checkpoint, args.checkpoint),
+                                    source=f'checkpoint {args.checkpoint!r}')
+    except CheckpointError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    result = inference(model, args.image)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
     kwargs = dict(pred_score_thr=args.score_thr) if scope == 'mmdet' else dict(with_labels=True)

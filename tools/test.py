@@ -9,7 +9,7 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
+from mambaout_dense.engine.launch import CfgOptionsAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -21,7 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='write prediction overlays (PNG) into this folder')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (multi-scale + flip) from the config')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config keys; prefix a key with + to add a new one')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -67,9 +67,16 @@ def _save_overlays_as_png(visualizer, show_dir: str) -> None:
 
 def build_runner(args: argparse.Namespace):
     from mambaout_dense.checkpoint import safe_load
-    from mambaout_dense.engine.launch import (UsageError, apply_cfg_options, check_data_paths,
-                                              default_work_dir, init_task_scope, load_config,
-                                              setup_distributed)
+    from mambaout_dense.engine.launch import (
+        UsageError,
+        apply_cfg_options,
+        check_data_paths,
+        default_work_dir,
+        ensure_reliability_hooks,
+        init_task_scope,
+        load_config,
+        setup_distributed,
+    )
     cfg = load_config(args.config)
     apply_cfg_options(cfg, args.cfg_options)
     scope = init_task_scope(cfg)
@@ -78,6 +85,7 @@ def build_runner(args: argparse.Namespace):
     safe_load(args.checkpoint)  # refuses unsafe or corrupt files before anything is built
     cfg.work_dir = args.work_dir or cfg.get('work_dir', None) or default_work_dir(args.config)
     cfg.load_from = args.checkpoint
+    ensure_reliability_hooks(cfg, training=False)  # refuse checkpoints of another architecture
     if args.show_dir:
         _enable_visualization(cfg, scope)
     if args.tta:

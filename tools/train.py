@@ -93,8 +93,8 @@ def build_runner(args: argparse.Namespace):
         cfg.resume, cfg.load_from = True, args.resume
     ensure_plain_checkpoints(cfg)
     ensure_reliability_hooks(cfg, on_divergence=args.on_divergence)
-    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     setup_distributed(cfg, args.launcher)
+    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     if args.launcher == 'none' or not torch.cuda.is_available():
         replace_sync_bn(cfg)  # SyncBN needs CUDA and a process group
 
@@ -108,17 +108,23 @@ def build_runner(args: argparse.Namespace):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mambaout_dense.checkpoint import CheckpointError
-    from mambaout_dense.engine.launch import DataError, UsageError
+    from mambaout_dense.engine.launch import DataError, UsageError, describe_lost_peer
     from mambaout_dense.engine.reliability import DivergenceError
     try:
         runner = build_runner(args)
         runner.train()
-    except DivergenceError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
     except (UsageError, DataError, CheckpointError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
+    except DivergenceError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    except RuntimeError as err:  # after CheckpointError and DivergenceError, its subclasses
+        lost = describe_lost_peer(err)  # another rank died or hung: say so, no traceback
+        if lost is None:
+            raise
+        print(f'error: {lost}', file=sys.stderr)
+        return 1
     return 0
 
 

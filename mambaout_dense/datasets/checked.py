@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover - mmcv requires OpenCV
 
 
 class SkipReport:
-    """Counts skipped annotations per kind and logs one warning per kind.
+    """Counts skipped (or repaired) annotations per kind and logs one warning per kind.
 
     Args:
         source (str): File named in the warnings.
@@ -60,21 +60,23 @@ class SkipReport:
         self.source = source
         self.counts: 'OrderedDict[str, int]' = OrderedDict()
         self.examples: Dict[str, List[Any]] = {}
+        self.actions: Dict[str, str] = {}
 
-    def add(self, kind: str, example: Any) -> None:
-        """Count one skipped item of ``kind``; keep the first few ids as examples."""
+    def add(self, kind: str, example: Any, action: str = 'skipped') -> None:
+        """Count one annotation of ``kind``; keep the first few ids as examples."""
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.actions[kind] = action
         examples = self.examples.setdefault(kind, [])
         if len(examples) < 5:
             examples.append(example)
 
     def log(self) -> None:
-        """One warning per kind: count and example ids."""
+        """One warning per kind: what was done, how often, example ids."""
         for kind, count in self.counts.items():
             more = ', ...' if count > len(self.examples[kind]) else ''
             ids = ', '.join(str(e) for e in self.examples[kind]) + more
-            print_log(f'{self.source}: skipped {count} annotation(s): {kind} (ids {ids})',
-                      logger='current', level=30)
+            print_log(f'{self.source}: {self.actions[kind]} {count} annotation(s): {kind} '
+                      f'(ids {ids})', logger='current', level=30)
 
 
 def _find_transform(pipeline: Any, name: str) -> Optional[Any]:
@@ -221,8 +223,8 @@ def clean_coco(content: dict, source: str, need_masks: bool = False) -> Tuple[di
                 report.add('degenerate polygon (< 3 points)', ann_id)
                 continue
             if len(parts) < len(seg):
-                report.add('degenerate polygon part (< 3 points) removed, annotation kept',
-                           ann_id)
+                report.add('degenerate polygon part (< 3 points) removed', ann_id,
+                           action='repaired')
                 ann['segmentation'] = parts
         elif isinstance(seg, dict):
             size = seg.get('size')
@@ -412,9 +414,10 @@ class CheckedADE20KDataset(ADE20KDataset):
         top = self._num_label_ids() + (1 if self.reduce_zero_label else 0)
         bad = [int(v) for v in values if v >= top and v != 255]
         if bad:
-            first = 1 if self.reduce_zero_label else 0
-            raise DataError(f'label map {path!r} holds value(s) {bad[:10]} outside the class '
-                            f'range {first}..{top - 1} (or 255 = ignore)')
+            zero = ', 0 = ignored' if self.reduce_zero_label else ''
+            raise DataError(f'label map {path!r} holds value(s) {bad[:10]} outside the valid '
+                            f'ids 0..{top - 1} and 255 ({self._num_label_ids()} classes{zero}, '
+                            '255 = ignored)')
 
     def prepare_data(self, idx: int) -> Any:
         """Run the pipeline; name the files when loading fails or labels are out of range."""

@@ -1,5 +1,6 @@
 """Training-loop pieces: hooks and runner set-up shared by ``tools/*.py``."""
 from .checkpoint_hook import PlainCheckpointHook, from_plain, to_plain
+from .optim import MergedGroupsOptimWrapperConstructor, merge_param_groups
 from .reliability import (
                           AtomicLocalBackend,
                           CheckpointCompatibilityHook,
@@ -13,6 +14,7 @@ from .reliability import (
 )
 
 __all__ = [
+    'MergedGroupsOptimWrapperConstructor', 'merge_param_groups',
     'PlainCheckpointHook', 'to_plain', 'from_plain', 'DivergenceError', 'DivergenceGuardHook',
     'RandomStateHook', 'CheckpointCompatibilityHook', 'AtomicLocalBackend',
     'install_atomic_writes', 'find_resumable_checkpoint', 'checkpoint_problem',

@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 __all__ = [
     'UsageError', 'DataError', 'CfgOptionsAction', 'load_config', 'apply_cfg_options',
     'default_work_dir', 'check_work_dir', 'setup_distributed', 'ensure_plain_checkpoints',
-    'ensure_reliability_hooks', 'check_data_paths', 'init_task_scope'
+    'ensure_reliability_hooks', 'check_data_paths', 'init_task_scope', 'describe_lost_peer'
 ]
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -178,6 +178,31 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     wrapper['device_ids'] = None
     wrapper.setdefault('broadcast_buffers', False)
     cfg.model_wrapper_cfg = wrapper
+
+
+_PEER_LOST = ('gloo', 'NCCL', 'Connection reset', 'Connection closed', 'Timed out', 'timed out',
+              'Broken pipe', 'DistBackendError', 'DistNetworkError')
+
+
+def describe_lost_peer(err: BaseException) -> Optional[str]:
+    """A one-paragraph explanation when ``err`` is a collective that failed because another rank
+    died or hung; None for any other error (or outside a multi-process run).
+
+    torchrun's agent then stops the remaining ranks and prints which rank failed first.
+    """
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    text = f'{type(err).__name__}: {err}'
+    if not any(marker in text for marker in _PEER_LOST):
+        return None
+    first = next((line for line in str(err).splitlines() if line.strip()), '')[:300]
+    timeout = os.environ.get('MAMBAOUT_DENSE_DIST_TIMEOUT', 'env_cfg.dist_cfg.timeout')
+    return (f'rank {dist.get_rank()} of {dist.get_world_size()}: a collective operation failed '
+            f'because another rank died or stopped responding ({type(err).__name__}: {first}). '
+            f'The run stops here; a rank that hangs is given up on after the collective timeout '
+            f'({timeout} s, MAMBAOUT_DENSE_DIST_TIMEOUT). Resume with --resume once the cause '
+            "is fixed (see the failing rank's output above).")
 
 
 def _slurm_env_to_torchrun() -> None:

@@ -41,11 +41,10 @@ from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_siz
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
 from ..checkpoint.io import CheckpointError, safe_load
-from ..checkpoint.loading import compare_state_dicts
 from ..registry import HOOKS
 
 __all__ = [
@@ -261,7 +260,7 @@ def check_state_dict_compatible(model_state: Mapping[str, torch.Tensor],
         source (str): Names the checkpoint in messages. Defaults to 'checkpoint'.
 
     Raises:
-        CheckpointError: On the first shape mismatch (key and both shapes), or with the
+        CheckpointError: Naming the first key whose shape differs (with both shapes) and the
             missing and unexpected keys.
     """
     patterns = [re.compile(p) for p in allow_mismatch]
@@ -269,17 +268,24 @@ def check_state_dict_compatible(model_state: Mapping[str, torch.Tensor],
     state = {(k[len('module.'):] if k.startswith('module.') else k): v
              for k, v in ckpt_state.items()}
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and not allowed(k)}
-    try:
-        missing, _, unexpected = compare_state_dicts(dict(model_state), state,
-                                                     allow_missing=list(allow_mismatch))
-    except CheckpointError as err:
-        raise CheckpointError(f'{source}: {err}') from None
+    shapes = [(k, tuple(v.shape), tuple(model_state[k].shape)) for k, v in state.items()
+              if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)]
+    missing = [k for k in model_state if k not in state and not allowed(k)]
+    unexpected = [k for k in state if k not in model_state]
+    problems = []
+    if shapes:
+        key, ckpt_shape, model_shape = shapes[0]
+        more = f' (first of {len(shapes)})' if len(shapes) > 1 else ''
+        problems.append(f'shape mismatch for {key!r}: checkpoint {ckpt_shape} vs model '
+                        f'{model_shape}{more}')
     if missing or unexpected:
+        problems.append(f'{len(missing)} missing key(s) [{_preview(missing)}], '
+                        f'{len(unexpected)} unexpected key(s) [{_preview(unexpected)}]')
+    if problems:
         raise CheckpointError(
-            f'{source} does not fit the model: {len(missing)} missing key(s) '
-            f'[{_preview(missing)}], {len(unexpected)} unexpected key(s) '
-            f'[{_preview(unexpected)}]. It is for another architecture; to load it partially '
-            'on purpose, list the keys in CheckpointCompatibilityHook(allow_mismatch=[...]).')
+            f'{source} does not fit the model: ' + '; '.join(problems) + '. It is for another '
+            'architecture or size; to load it partially on purpose, list the keys in '
+            'CheckpointCompatibilityHook(allow_mismatch=[...]).')
 
 
 @HOOKS.register_module()
@@ -302,7 +308,9 @@ class CheckpointCompatibilityHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Compare the checkpoint's state dict with the model's."""
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = runner.model
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module  # as mmengine's load_state_dict does
         state = checkpoint.get('state_dict', checkpoint)
         source = getattr(runner, '_load_from', None) or 'checkpoint'
         check_state_dict_compatible(model.state_dict(), state, self.allow_mismatch,
@@ -389,8 +397,9 @@ class DivergenceGuardHook(Hook):
             if wrapper.should_update():
                 grads = [p.grad for g in wrapper.optimizer.param_groups for p in g['params']
                          if p.grad is not None]
+                # one fused kernel for all gradients (a per-tensor loop costs ~7% of a step)
                 if check_grads and grads and not _all_ranks_finite(
-                        torch.stack([g.detach().float().abs().amax() for g in grads])):
+                        torch.stack(torch._foreach_norm([g.detach() for g in grads]))):
                     self._bad = 'gradient'
                 else:
                     wrapper.step(**step_kwargs)

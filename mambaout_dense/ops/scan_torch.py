@@ -9,13 +9,13 @@ Python loop runs ``O(sqrt(L))`` times instead of ``L`` times:
    is linear in L and bounded per block.
 2. Inside a block of length ``l``, the positions are laid out as (T, nC) with ``l <= T * nC``
    and position ``c * T + t`` stored at ``[t, c]``: a loop over ``t`` advances all ``nC`` chunks
-   at once from a zero state, accumulating the products of the decays; a loop over the ``nC``
-   chunk ends then propagates the incoming state, which is added back in one vectorized
-   multiply-add.
+   at once from a zero state; a loop over the ``nC`` chunk ends then propagates the incoming
+   state, which is added back in one vectorized multiply-add, weighted by the decay from the
+   chunk start, ``exp(cumsum(delta * A))`` over at most T steps.
 
-Only the decays ``a = exp(delta * A)`` and their products are used, never ``exp`` of a cumulative
-sum or its inverse, so nothing overflows for any ``delta >= 0, A <= 0`` (a decay that underflows
-to 0 is exact to float precision). Everything is computed in float32 (float64 for float64
+Only ``exp`` of ``delta * A`` and of its running sums inside a chunk (never of their negatives or
+of differences) is taken, so nothing overflows for ``delta >= 0, A <= 0`` (decays that underflow
+to 0 are exact to float precision). Everything is computed in float32 (float64 for float64
 inputs).
 
 The backward recomputes each block from its saved starting state (walking the blocks from the

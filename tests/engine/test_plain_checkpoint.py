@@ -82,8 +82,9 @@ def test_history_buffer_round_trip():
 
 
 def test_resume_with_weights_only(tmp_path):
-    import mambaout_dense  # noqa: F401
     import pytest
+
+    import mambaout_dense  # noqa: F401
     runner = _runner(tmp_path, max_iters=6, crash_at=3)
     with pytest.raises(_Crash):
         runner.train()

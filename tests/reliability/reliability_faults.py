@@ -69,16 +69,20 @@ class RankFaultHook(Hook):
         at (int): Iteration.
         rank (int): The failing rank.
         how (str): 'kill', 'raise' or 'hang'.
+        stamp (str, optional): File that receives ``time.time()`` just before the fault.
     """
 
     priority = 'HIGHEST'
 
-    def __init__(self, at: int, rank: int, how: str = 'kill') -> None:
-        self.at, self.rank, self.how = at, rank, how
+    def __init__(self, at: int, rank: int, how: str = 'kill', stamp: Optional[str] = None):
+        self.at, self.rank, self.how, self.stamp = at, rank, how, stamp
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
         if runner.iter + 1 != self.at or get_rank() != self.rank:
             return
+        if self.stamp:
+            with open(self.stamp, 'w') as f:
+                f.write(repr(time.time()))
         if self.how == 'kill':
             os.kill(os.getpid(), signal.SIGKILL)
         elif self.how == 'raise':

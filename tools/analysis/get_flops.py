@@ -37,8 +37,9 @@ def main(argv=None) -> int:
     else:
         h, w = result['shape']
         bar = '=' * 40
+        flops, backbone_flops = result['flops'] / 1e9, result['backbone_flops'] / 1e9
         print(f'{bar}\nConfig: {args.config}\nInput shape: (3, {h}, {w})\n'
-              f'Flops: {result["flops"] / 1e9:.1f} G  (backbone {result["backbone_flops"] / 1e9:.1f} G)\n'
+              f'Flops: {flops:.1f} G  (backbone {backbone_flops:.1f} G)\n'
               f'Params: {result["params"] / 1e6:.2f} M  (backbone '
               f'{result["backbone_params"] / 1e6:.2f} M)\n{bar}')
     return 0

@@ -11,6 +11,8 @@ param_scheduler = [
 ]
 optim_wrapper = dict(
     type='OptimWrapper',
+    # merges mmengine's one-group-per-parameter so foreach kernels apply (much faster on CPU)
+    constructor='mambaout_dense.MergedGroupsOptimWrapperConstructor',
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05,
                    foreach=True),  # the per-tensor loop is ~50x slower on CPU
     paramwise_cfg=dict(norm_decay_mult=0.0, bypass_duplicate=True,

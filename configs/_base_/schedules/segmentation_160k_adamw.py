@@ -5,6 +5,8 @@ _base_ = 'mmseg::_base_/schedules/schedule_160k.py'
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
+    # merges mmengine's one-group-per-parameter so foreach kernels apply (much faster on CPU)
+    constructor='mambaout_dense.MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05,
                    foreach=True),  # the per-tensor loop is ~50x slower on CPU
     paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))

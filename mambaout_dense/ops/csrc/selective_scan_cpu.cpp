@@ -10,8 +10,10 @@
 // at::parallel_for. The sequence is processed in chunks of kChunk steps: the element-wise
 // parts (softplus, exp, products) are vectorised over the chunk, the recurrence itself is a
 // short serial loop. exp/log1p are evaluated by branch-free polynomial approximations (about
-// 1 ulp) so that the compiler can vectorise them. The backward recomputes the states chunk by
-// chunk from states saved every kChunk steps.
+// 1 ulp) so that the compiler can vectorise them. Serial recurrences are interleaved (4 states of
+// a channel, or 4 channels when N == 1) to hide their latency. The backward of a channel
+// recomputes its states into a per-thread (L, N) buffer, then runs the adjoint recurrence from
+// the end; denormals are flushed inside the tasks.
 //
 // Built ahead of time by `python -m mambaout_dense.ops.csrc.build`.
 #include <torch/extension.h>
