@@ -13,9 +13,10 @@ from .version import __version__
 install_mmengine_loader()
 install_atomic_writes()
 
-# The validating dataset adapters subclass mmdet's and mmseg's datasets, so they are imported
+# The validating dataset adapters and metric subclass mmdet's and mmseg's, so they are imported
 # here, after the rest: `mambaout_dense.models` and `.ops` never import mmdet/mmseg, and
 # `mambaout_dense.datasets` alone (the synthetic generators) does not either.
+from . import evaluation  # noqa: E402,F401  (registers CheckedCocoMetric)
 from .datasets import checked  # noqa: E402,F401  (registers CheckedCocoDataset, ...)
 
 __all__ = ['__version__']

@@ -38,7 +38,10 @@ from mmseg.datasets import ADE20KDataset
 from ..engine.launch import DataError
 from ..registry import DATASETS
 
-__all__ = ['CheckedCocoDataset', 'CheckedADE20KDataset', 'SkipReport', 'image_size_as_loaded']
+__all__ = [
+    'CheckedCocoDataset', 'CheckedADE20KDataset', 'SkipReport', 'image_size_as_loaded',
+    'clean_coco', 'read_coco_json', 'coco_api_from_dict'
+]
 
 _EXIF_ORIENTATION = 0x0112
 _LOADING_ERRORS: Tuple[type, ...] = (OSError, ValueError, AssertionError)
@@ -142,6 +145,23 @@ def _read_json(path: str) -> dict:
         if not isinstance(content.get(key), list):
             raise DataError(f'annotation file {path!r}: "{key}" is missing or not a list')
     return content
+
+
+def read_coco_json(path: str) -> dict:
+    """Parse a COCO annotation file; :class:`DataError` names the file when it is missing,
+    not JSON (with line and column) or lacks ``images`` / ``annotations`` / ``categories``."""
+    return _read_json(path)
+
+
+def coco_api_from_dict(content: dict, api: Any = None) -> Any:
+    """Index an annotation dict with mmdet's COCO API class (without reading a file)."""
+    if api is None:
+        from mmdet.datasets.api_wrappers import COCO as api
+    coco = api()
+    coco.dataset = content
+    coco.createIndex()
+    coco.img_ann_map, coco.cat_img_map = coco.imgToAnns, coco.catToImgs  # mmdet's aliases
+    return coco
 
 
 def _finite_numbers(values: Any, length: Optional[int] = None) -> bool:
@@ -272,10 +292,7 @@ class CheckedCocoDataset(CocoDataset):
         self.skip_counts = dict(report.counts)
         self._check_image_files(cleaned['images'])
 
-        self.coco = self.COCOAPI()
-        self.coco.dataset = cleaned
-        self.coco.createIndex()
-        self.coco.img_ann_map, self.coco.cat_img_map = self.coco.imgToAnns, self.coco.catToImgs
+        self.coco = coco_api_from_dict(cleaned, self.COCOAPI)
         self.cat_ids = self.coco.get_cat_ids(cat_names=self.metainfo['classes'])
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
         self.cat_img_map = dict(self.coco.cat_img_map)
