@@ -419,3 +419,52 @@ def test_without_eager_validation_the_sample_check_names_the_file(ade):
             data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'))
         gt = plain[idx]['data_samples'].gt_sem_seg.data
     assert 199 in gt.unique().tolist()  # silently out of range for an 8-class head
+
+
+def _predictions(images):
+    results = []
+    for img in images:
+        masks = torch.zeros(1, img['height'], img['width'], dtype=torch.bool)
+        masks[0, 10:40, 10:40] = True
+        results.append(dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
+                            pred_instances=dict(bboxes=torch.tensor([[10., 10., 40., 40.]]),
+                                                scores=torch.tensor([0.9]),
+                                                labels=torch.tensor([0]), masks=masks)))
+    return results
+
+
+def test_evaluation_ground_truth_is_cleaned_too(coco):
+    """The synthetic config's metric (CheckedCocoMetric) skips the bad ground truth with counted
+    warnings and evaluates; mmdet's CocoMetric crashes inside pycocotools on the same file. An
+    image without annotations is harmless."""
+    from mmdet.evaluation import CocoMetric
+
+    from mambaout_dense.evaluation import CheckedCocoMetric
+
+    def edit(content):
+        _poison(content)
+        content['annotations'] = [a for a in content['annotations'] if a['image_id'] != 2]
+
+    content = _edit_json(coco, edit)
+    meta = dict(classes=('disc', 'square', 'triangle', 'star', 'ring', 'cross'))
+    path = osp.join(coco, ANN)
+    with _log_messages() as messages:
+        metric = CheckedCocoMetric(ann_file=path, metric=['bbox', 'segm'])
+    assert len([m for m in messages if ' annotation(s): ' in m]) == 5
+    metric.dataset_meta = meta
+    metric.process({}, _predictions(content['images']))
+    scores = metric.compute_metrics(metric.results)
+    assert 0 <= scores['bbox_mAP'] <= 1 and 0 <= scores['segm_mAP'] <= 1, scores
+    plain = CocoMetric(ann_file=path, metric=['bbox', 'segm'])
+    plain.dataset_meta = meta
+    plain.process({}, _predictions(content['images']))
+    with pytest.raises(TypeError, match="Argument 'bb' has incorrect type"):
+        plain.compute_metrics(plain.results)  # the 2-point polygon, deep in pycocotools
+
+
+def test_synthetic_configs_use_the_checked_classes():
+    det, seg = Config.fromfile(DET_CONFIG), Config.fromfile(SEG_CONFIG)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert det[loader].dataset.type == 'mambaout_dense.CheckedCocoDataset'
+        assert seg[loader].dataset.type == 'mambaout_dense.CheckedADE20KDataset'
+    assert det.val_evaluator.type == det.test_evaluator.type == 'mambaout_dense.CheckedCocoMetric'
