@@ -7,6 +7,7 @@ from .reliability import (
                           DivergenceError,
                           DivergenceGuardHook,
                           RandomStateHook,
+                          SafeCheckpointHook,
                           check_state_dict_compatible,
                           checkpoint_problem,
                           find_resumable_checkpoint,
@@ -16,7 +17,7 @@ from .reliability import (
 __all__ = [
     'MergedGroupsOptimWrapperConstructor', 'merge_param_groups',
     'PlainCheckpointHook', 'to_plain', 'from_plain', 'DivergenceError', 'DivergenceGuardHook',
-    'RandomStateHook', 'CheckpointCompatibilityHook', 'AtomicLocalBackend',
+    'RandomStateHook', 'CheckpointCompatibilityHook', 'SafeCheckpointHook', 'AtomicLocalBackend',
     'install_atomic_writes', 'find_resumable_checkpoint', 'checkpoint_problem',
     'check_state_dict_compatible'
 ]

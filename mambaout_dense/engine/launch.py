@@ -235,8 +235,9 @@ def ensure_reliability_hooks(cfg: Config, on_divergence: Optional[str] = None,
 
     Training runs get ``DivergenceGuardHook`` (NaN/Inf loss: stop or skip),
     ``RandomStateHook`` (exact resume) and ``CheckpointCompatibilityHook`` (refuse checkpoints
-    of another architecture); evaluation runs the last one only. Hooks the config lists already
-    are kept as they are.
+    of another architecture), and mmengine's ``CheckpointHook`` becomes ``SafeCheckpointHook``
+    (prunes old checkpoints after saving); evaluation runs get ``CheckpointCompatibilityHook``
+    only. Hooks the config lists already are kept as they are.
 
     Args:
         cfg (Config): The config (modified in place).
@@ -255,6 +256,10 @@ def ensure_reliability_hooks(cfg: Config, on_divergence: Optional[str] = None,
         elif name == 'DivergenceGuardHook' and on_divergence:
             by_name[name]['action'] = on_divergence
     cfg.custom_hooks = hooks
+    checkpoint = (cfg.get('default_hooks', None) or {}).get('checkpoint', None)
+    if training and checkpoint and checkpoint.get('type') in ('CheckpointHook',
+                                                              'mmengine.CheckpointHook'):
+        checkpoint['type'] = 'mambaout_dense.SafeCheckpointHook'
 
 
 def _dataset_cfgs(cfg: Any) -> Iterator[dict]:

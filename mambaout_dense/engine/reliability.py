@@ -13,6 +13,10 @@ What mmengine 0.10.7 leaves open, and what this module does about it:
   final name. :class:`AtomicLocalBackend` writes to a hidden temporary file in the same folder,
   ``fsync``\\ s it and ``os.replace``\\ s it onto the final name, so a checkpoint file is either
   complete or absent (:func:`install_atomic_writes` registers it for local paths).
+* **Pruning before saving.** With ``max_keep_ckpts``, mmengine's ``CheckpointHook`` deletes the
+  oldest checkpoint *before* writing the new one: with ``max_keep_ckpts=1`` a crash during the
+  write leaves no checkpoint at all. :class:`SafeCheckpointHook` deletes it after the new one is
+  complete.
 * **Auto-resume.** ``find_latest_checkpoint`` trusts ``last_checkpoint`` blindly.
   :func:`find_resumable_checkpoint` loads candidates with
   :func:`~mambaout_dense.checkpoint.safe_load` (newest first: ``last_checkpoint``, then
@@ -37,9 +41,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size
+from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
@@ -49,7 +53,7 @@ from ..registry import HOOKS
 
 __all__ = [
     'DivergenceError', 'DivergenceGuardHook', 'RandomStateHook', 'CheckpointCompatibilityHook',
-    'AtomicLocalBackend', 'atomic_write_bytes', 'install_atomic_writes',
+    'SafeCheckpointHook', 'AtomicLocalBackend', 'atomic_write_bytes', 'install_atomic_writes',
     'find_resumable_checkpoint', 'checkpoint_problem', 'first_nonfinite',
     'check_state_dict_compatible'
 ]
@@ -118,6 +122,34 @@ def install_atomic_writes() -> None:
     :class:`~mmengine.fileio.LocalBackend`; idempotent.
     """
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` that prunes outdated checkpoints after saving, not before.
+
+    Same arguments and files as ``CheckpointHook``; ``tools/train.py`` uses it in place of
+    ``CheckpointHook``. With ``max_keep_ckpts=N`` there are briefly N + 1 files on disk.
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        keep, outdated = self.max_keep_ckpts, None
+        if keep > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == keep:
+                outdated = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        self.max_keep_ckpts = -1  # the parent would delete `outdated` before writing
+        try:
+            super()._save_checkpoint_with_step(runner, step, meta)
+        finally:
+            self.max_keep_ckpts = keep
+        if outdated is not None and is_main_process():
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(outdated))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # checkpoints saved by DeepSpeed are folders
+                self.file_backend.rmtree(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +403,7 @@ class DivergenceGuardHook(Hook):
 
     def before_train(self, runner) -> None:
         """Wrap ``update_params`` of the run's optimizer wrapper(s)."""
+        self.skipped = list(runner.message_hub.get_info('divergence_skipped', []))  # resumed
         wrappers = runner.optim_wrapper
         items = (wrappers.values() if isinstance(wrappers, OptimWrapperDict) else [wrappers])
         for wrapper in items:
@@ -434,8 +467,10 @@ class DivergenceGuardHook(Hook):
         self.skipped.append(iteration)
         self._consecutive += 1
         runner.message_hub.update_info('divergence_skipped', list(self.skipped))
-        print_log(f'Iteration {iteration}: {what}; step skipped (weights and optimizer state '
-                  f'unchanged), {len(self.skipped)} skipped so far', logger='current', level=30)
+        done = ('the step was applied (this optimizer wrapper is not guarded)' if applied else
+                'step skipped (weights and optimizer state unchanged)')
+        print_log(f'Iteration {iteration}: {what}; {done}, {len(self.skipped)} skipped so far',
+                  logger='current', level=30)
         if self._consecutive >= self.max_consecutive_skips:
             raise DivergenceError(
                 f'Training diverged: {self._consecutive} consecutive iterations up to '

@@ -36,7 +36,8 @@ def test_all_gated_cnn_is_mambaout():
 
 
 def test_registry_build_outputs_and_metadata():
-    model = MODELS.build(dict(type='HybridBackbone', arch='test', out_indices=(1, 3))).eval()
+    model = MODELS.build(
+        dict(type='mambaout_dense.HybridBackbone', arch='test', out_indices=(1, 3))).eval()
     outs = model(torch.rand(2, 3, 64, 64))
     assert [tuple(o.shape) for o in outs] == [(2, 24, 8, 8), (2, 48, 2, 2)]
     assert model.out_channels == [24, 48] and model.out_strides == [8, 32]

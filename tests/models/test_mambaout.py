@@ -74,7 +74,8 @@ def test_timm_equivalence_fast_on_femto():
 
 
 def test_registry_build_and_outputs():
-    model = MODELS.build(dict(type='MambaOut', arch='test', out_indices=(1, 3))).eval()
+    model = MODELS.build(
+        dict(type='mambaout_dense.MambaOut', arch='test', out_indices=(1, 3))).eval()
     outs = model(torch.rand(2, 3, 64, 64))
     assert [tuple(o.shape) for o in outs] == [(2, 24, 8, 8), (2, 48, 2, 2)]
     assert model.out_channels == [24, 48] and model.out_strides == [8, 32]

@@ -162,6 +162,75 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_torn_file(tmp_path):
     assert os.listdir(tmp_path) == ['iter.pth']
 
 
+def _toy_runner(work_dir, hook_type, max_keep, max_iters):
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class Toy(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(2, 1)
+
+        def forward(self, inputs, labels=None, mode='tensor'):
+            return dict(loss=self.linear(inputs).pow(2).mean())  # inputs: (B, 2)
+
+    data = [dict(inputs=torch.randn(2)) for _ in range(16)]
+    return Runner(
+        model=Toy(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=2, collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        default_hooks=dict(checkpoint=dict(type=hook_type, interval=1, by_epoch=False,
+                                           max_keep_ckpts=max_keep)),
+        custom_hooks=[dict(type='mambaout_dense.PlainCheckpointHook')],
+        default_scope='mmengine', experiment_name=f'keep_{osp.basename(str(work_dir))}')
+
+
+@pytest.mark.parametrize('hook_type', ['mambaout_dense.SafeCheckpointHook', 'CheckpointHook'])
+def test_pruning_never_leaves_the_run_without_a_checkpoint(tmp_path, monkeypatch, hook_type):
+    """max_keep_ckpts=1 and a crash while iter_2.pth is written: SafeCheckpointHook (what
+    tools/train.py uses) still has iter_1.pth; mmengine's CheckpointHook deleted it first."""
+    real_replace = os.replace
+
+    def crash_on_iter_2(src, dst):
+        if dst.endswith('iter_2.pth'):
+            raise KeyboardInterrupt('killed while writing iter_2.pth')
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, 'replace', crash_on_iter_2)
+    with pytest.raises(KeyboardInterrupt):
+        _toy_runner(tmp_path, hook_type, max_keep=1, max_iters=3).train()
+    checkpoints = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
+    if hook_type == 'CheckpointHook':
+        assert checkpoints == []  # the failure mode the safe hook removes
+    else:
+        assert checkpoints == ['iter_1.pth']
+        assert find_resumable_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_1.pth')
+
+
+def test_safe_checkpoint_hook_keeps_the_newest_n(tmp_path):
+    runner = _toy_runner(tmp_path, 'mambaout_dense.SafeCheckpointHook', max_keep=2, max_iters=5)
+    runner.train()
+    assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth')) == ['iter_4.pth',
+                                                                              'iter_5.pth']
+    assert safe_load(tmp_path / 'iter_5.pth')['message_hub']['runtime_info'][
+        'keep_ckpt_ids'] == [4, 5]
+
+
+def test_train_tool_uses_the_safe_checkpoint_hook():
+    from mmengine.config import Config
+
+    from mambaout_dense.engine.launch import ensure_reliability_hooks
+    cfg = Config.fromfile(DET_CONFIG)
+    ensure_reliability_hooks(cfg)
+    assert cfg.default_hooks.checkpoint.type == 'mambaout_dense.SafeCheckpointHook'
+    assert cfg.default_hooks.checkpoint.max_keep_ckpts == 2
+    names = [h['type'] for h in cfg.custom_hooks]
+    for hook in ('DivergenceGuardHook', 'RandomStateHook', 'CheckpointCompatibilityHook'):
+        assert f'mambaout_dense.{hook}' in names
+
+
 # --------------------------------------------------------------------------------------------
 # Auto-resume picks the newest usable checkpoint
 # --------------------------------------------------------------------------------------------
