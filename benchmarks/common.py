@@ -12,7 +12,8 @@ import torch
 from mambaout_dense.analysis.measure import median_seconds as _median_and_runs
 from mambaout_dense.analysis.measure import peak_memory_mb
 
-__all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment', 'set_threads']
+__all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment', 'set_threads',
+           'task_speed_main']
 
 
 def set_threads(n: int) -> None:
@@ -104,3 +105,33 @@ def compare_train_steps(named_models: Dict[str, Callable[[], object]], data_fn, 
         r['time ratio (vs ' + reference + ')'] = r['s/iter'] / ref['s/iter']
         r['memory ratio'] = r['peak MiB'] / max(ref['peak MiB'], 1e-9)
     return rows
+
+
+def task_speed_main(description: str, models: Dict[str, str], scope: str, make_batch,
+                    default_shape=None, cpu_shape=None, overrides: Optional[dict] = None,
+                    argv=None) -> None:
+    """Command line of detector_speed / segmentor_speed: one training iteration per model.
+
+    ``models`` maps a name to a config path; the first one is the reference of the ratios.
+    The input is ``--shape``, else ``default_shape`` (``cpu_shape`` on the CPU when given).
+    """
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
+    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args(argv)
+    if args.shape:
+        shape = tuple(args.shape)
+    else:
+        shape = tuple(cpu_shape if cpu_shape and args.device == 'cpu' else default_shape)
+    reference = next(iter(models))
+    builders = {name: (lambda p=path: build_model_from_config(p, scope, overrides))
+                for name, path in models.items()}
+    rows = compare_train_steps(builders, lambda: make_batch(shape), args.device, args.repeat,
+                               reference=reference)
+    for r in rows:
+        r['input'] = f'2 x {shape[0]}x{shape[1]}'
+    print(environment(args.device))
+    print(markdown_table(rows, ['model', 'input', 'params (M)', 's/iter', 'peak MiB',
+                                f'time ratio (vs {reference})', 'memory ratio']))

@@ -8,11 +8,10 @@ on the CPU (``--shape`` overrides). Prints median seconds/iteration, peak memory
 
     python benchmarks/detector_speed.py [--shape 512 768] [--repeat 3]
 """
-import argparse
 import os.path as osp
 
 import torch
-from common import build_model_from_config, compare_train_steps, environment, markdown_table
+from common import task_speed_main
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = {
@@ -28,23 +27,6 @@ def make_batch(shape, batch: int = 2):
                           batch, num_classes=80, with_mask=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
-    parser.add_argument('--repeat', type=int, default=3)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    args = parser.parse_args()
-    shape = tuple(args.shape or ((800, 1216) if args.device == 'cuda' else (512, 768)))
-    builders = {name: (lambda p=path: build_model_from_config(p, 'mmdet'))
-                for name, path in MODELS.items()}
-    rows = compare_train_steps(builders, lambda: make_batch(shape), args.device, args.repeat,
-                               reference='Swin-T (mmdet)')
-    for r in rows:
-        r['input'] = f'2 x {shape[0]}x{shape[1]}'
-    print(environment(args.device))
-    print(markdown_table(rows, ['model', 'input', 'params (M)', 's/iter', 'peak MiB',
-                                'time ratio (vs Swin-T (mmdet))', 'memory ratio']))
-
-
 if __name__ == '__main__':
-    main()
+    task_speed_main(__doc__.splitlines()[0], MODELS, 'mmdet', make_batch,
+                    default_shape=(800, 1216), cpu_shape=(512, 768))

@@ -15,7 +15,12 @@ here (``y.copy_(x)`` on 256 MiB: read + write bytes per second). The reference l
 its first ``--ref-steps`` steps and scaled linearly to L (it is linear in L), which the table
 marks with ``*``.
 
+Then the whole backbones: VMamba-T (SS2D, default scan backend) vs MambaOut-T (Gated CNN), random
+weights, batch 1, forward (no grad) at 512x512 and 800x1280, median milliseconds, peak memory
+and the ratio VMamba-T / MambaOut-T (> 1 means the SSM backbone is slower).
+
     python benchmarks/scan_speed.py [--threads N] [--repeat 5] [--quick] [--device cpu|cuda]
+                                    [--skip-backbones]
 """
 import argparse
 import ctypes
@@ -116,6 +121,32 @@ def bench_backend(backend, x, device, repeat):
     return fwd, fwd_bwd, mem
 
 
+def backbone_rows(device: str, repeat: int, quick: bool):
+    """VMamba-T vs MambaOut-T forward time and memory at dense-prediction inputs."""
+    from mambaout_dense.models import MambaOut, VMamba
+    torch.manual_seed(0)
+    models = {'VMamba-T': VMamba('tiny').to(device).eval(),
+              'MambaOut-T': MambaOut('tiny').to(device).eval()}
+    shapes = [(256, 256), (256, 384)] if quick else [(512, 512), (800, 1280)]
+    rows = []
+    for hw in shapes:
+        x = torch.randn(1, 3, *hw, device=device)
+        row = {'input': f'{hw[0]}x{hw[1]}'}
+        for name, model in models.items():
+            def forward(model=model):
+                with torch.no_grad():
+                    model(x)
+            row[f'{name} ms'] = median_seconds(forward, device, repeat=repeat) * 1e3
+            if device.startswith('cuda'):
+                row[f'{name} MiB'] = peak_memory_mb(forward, device)
+            else:
+                row[f'{name} MiB'] = cpu_peak_memory_mb(forward)
+        row['time ratio (VMamba/MambaOut)'] = row['VMamba-T ms'] / row['MambaOut-T ms']
+        row['memory ratio'] = row['VMamba-T MiB'] / max(row['MambaOut-T MiB'], 1e-9)
+        rows.append(row)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
@@ -124,6 +155,8 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--ref-steps', type=int, default=1024,
                         help='steps of the reference loop actually timed')
+    parser.add_argument('--skip-backbones', action='store_true',
+                        help='only the scan op, not the VMamba-T vs MambaOut-T forward table')
     args = parser.parse_args()
     if args.threads:
         set_threads(args.threads)
@@ -164,6 +197,10 @@ def main():
           f'{get_default_backend(device)}; * = reference timed on {args.ref_steps} steps and '
           'scaled to L\n')
     print(markdown_table(rows, list(rows[0])))
+    if not args.skip_backbones:
+        rows = backbone_rows(device, min(args.repeat, 3), args.quick)
+        print(f'\n# backbone forward, batch 1, {environment(device)}\n')
+        print(markdown_table(rows, list(rows[0])))
 
 
 if __name__ == '__main__':

@@ -8,11 +8,10 @@ weights, SyncBN replaced by BN (one process), AdamW, batch 2 at 512x512 with ran
 
     python benchmarks/segmentor_speed.py [--shape 512 512] [--repeat 3]
 """
-import argparse
 import os.path as osp
 
 import torch
-from common import build_model_from_config, compare_train_steps, environment, markdown_table
+from common import task_speed_main
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = {
@@ -38,23 +37,6 @@ def make_batch(shape, batch: int = 2):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--shape', type=int, nargs=2, default=[512, 512], metavar=('H', 'W'))
-    parser.add_argument('--repeat', type=int, default=3)
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    args = parser.parse_args()
-    shape = tuple(args.shape)
-    builders = {name: (lambda p=path: build_model_from_config(p, 'mmseg', OVERRIDES))
-                for name, path in MODELS.items()}
-    rows = compare_train_steps(builders, lambda: make_batch(shape), args.device, args.repeat,
-                               reference='Swin-T (mmseg)')
-    for r in rows:
-        r['input'] = f'2 x {shape[0]}x{shape[1]}'
-    print(environment(args.device))
-    print(markdown_table(rows, ['model', 'input', 'params (M)', 's/iter', 'peak MiB',
-                                'time ratio (vs Swin-T (mmseg))', 'memory ratio']))
-
-
 if __name__ == '__main__':
-    main()
+    task_speed_main(__doc__.splitlines()[0], MODELS, 'mmseg', make_batch,
+                    default_shape=(512, 512), overrides=OVERRIDES)
