@@ -25,20 +25,30 @@ def tool(*parts: str) -> str:
     return osp.join(REPO_ROOT, 'tools', *parts)
 
 
+def tool_env(extra: dict | None = None) -> dict:
+    """Environment of a tool run: this one, 2 OpenMP threads unless set, warnings off."""
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env['PYTHONWARNINGS'] = 'ignore'
+    env.update(extra or {})
+    return env
+
+
+def tool_cmd(script: str, *args: str) -> list[str]:
+    """Command line of ``tools/<script>`` (a ``.py`` with this interpreter, a ``.sh`` with bash)."""
+    path = tool(script)
+    head = ['bash', path] if script.endswith('.sh') else [sys.executable, path]
+    return head + [str(a) for a in args]
+
+
 def run_tool(script: str, *args: str, cwd: str, timeout: float = 600,
              env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``tools/<script>`` (a ``.py`` with this interpreter, a ``.sh`` with bash) in ``cwd``.
+    """Run ``tools/<script>`` to completion in ``cwd``.
 
     Returns:
         subprocess.CompletedProcess: With ``stdout``/``stderr`` as text and ``output`` (both).
     """
-    path = tool(script)
-    cmd = ['bash', path] if script.endswith('.sh') else [sys.executable, path]
-    full_env = dict(os.environ)
-    full_env.setdefault('OMP_NUM_THREADS', '2')
-    full_env['PYTHONWARNINGS'] = 'ignore'
-    full_env.update(env or {})
-    proc = subprocess.run(cmd + [str(a) for a in args], cwd=cwd, env=full_env, text=True,
+    proc = subprocess.run(tool_cmd(script, *args), cwd=cwd, env=tool_env(env), text=True,
                           capture_output=True, timeout=timeout)
     proc.output = proc.stdout + proc.stderr
     return proc

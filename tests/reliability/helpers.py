@@ -10,25 +10,32 @@ from __future__ import annotations
 import glob
 import importlib.util
 import json
+import logging
 import os
 import os.path as osp
 import signal
 import subprocess
-import sys
 import time
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from e2e.helpers import (  # noqa: F401  (re-exported; make_*: 8 + 4 images of 128 px)
+    DET_CONFIG,
+    REPO_ROOT,
+    SEG_CONFIG,
+    explain,
+    make_ade,
+    make_coco,
+    tool,
+    tool_cmd,
+)
+from e2e.helpers import TINY as SIZE
+from e2e.helpers import run_tool as _run_tool
+from e2e.helpers import tool_env as _tool_env
+from mmengine.logging import MMLogger
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FAULTS_DIR = osp.dirname(osp.abspath(__file__))  # holds reliability_faults.py
-DET_CONFIG = osp.join(REPO_ROOT, 'configs', 'mask_rcnn_mambaout_femto_synthetic.py')
-SEG_CONFIG = osp.join(REPO_ROOT, 'configs', 'upernet_mambaout_femto_synthetic.py')
-SIZE = 128
-
-
-def tool(*parts: str) -> str:
-    return osp.join(REPO_ROOT, 'tools', *parts)
 
 
 def load_tool(*parts: str):
@@ -39,20 +46,6 @@ def load_tool(*parts: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def make_coco(root: str) -> str:
-    """8 training + 4 validation images of 128 px, as ``tools/make_synthetic.py coco`` writes."""
-    from mambaout_dense.datasets import generate_coco
-    generate_coco(root, 8, 4, SIZE, 0)
-    return root
-
-
-def make_ade(root: str) -> str:
-    """As ``tools/make_synthetic.py ade --train 8 --val 4 --size 128``."""
-    from mambaout_dense.datasets import generate_ade
-    generate_ade(root, 8, 4, SIZE, 0)
-    return root
 
 
 _COMMON = """
@@ -127,31 +120,16 @@ def write_config(folder: str, task: str, data_root: str, hooks: Sequence[dict] =
 
 
 def tool_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join([FAULTS_DIR] + [p for p in [env.get('PYTHONPATH')] if p])
-    env.setdefault('OMP_NUM_THREADS', '2')
-    env['PYTHONWARNINGS'] = 'ignore'
-    env.update(extra or {})
-    return env
-
-
-def tool_cmd(script: str, *args: str) -> List[str]:
-    path = tool(script)
-    head = ['bash', path] if script.endswith('.sh') else [sys.executable, path]
-    return head + [str(a) for a in args]
+    """The e2e tools' environment with reliability_faults importable (fault injection)."""
+    path = os.pathsep.join([FAULTS_DIR] + [p for p in [os.environ.get('PYTHONPATH')] if p])
+    return _tool_env(dict({'PYTHONPATH': path}, **(extra or {})))
 
 
 def run_tool(script: str, *args: str, cwd: str, timeout: float = 600,
              env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    """Run ``tools/<script>`` to completion; ``.output`` holds stdout + stderr."""
-    proc = subprocess.run(tool_cmd(script, *args), cwd=cwd, env=tool_env(env), text=True,
-                          capture_output=True, timeout=timeout)
-    proc.output = proc.stdout + proc.stderr
-    return proc
-
-
-def explain(proc, tail: int = 5000) -> str:
-    return f'exit code {proc.returncode}; output tail:\n{proc.output[-tail:]}'
+    """Run ``tools/<script>`` to completion (fault injection importable); ``.output`` holds
+    stdout + stderr."""
+    return _run_tool(script, *args, cwd=cwd, timeout=timeout, env=tool_env(env))
 
 
 def kill_after_checkpoint(cmd: List[str], work_dir: str, ckpt: str, cwd: str,
@@ -211,3 +189,17 @@ def assert_same_weights(path_a: str, path_b: str) -> None:
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differ, (f'{len(differ)} of {len(a)} tensors differ between {path_a} and '
                         f'{path_b}, e.g. {differ[:3]}')
+
+
+@contextmanager
+def log_messages():
+    """Collect what mmengine's print_log(logger='current') emits."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)

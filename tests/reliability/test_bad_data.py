@@ -5,18 +5,15 @@ loader treats grayscale, RGBA, 16-bit, EXIF-rotated, truncated and empty images.
 """
 import copy
 import json
-import logging
 import os
 import os.path as osp
 import shutil
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from PIL import Image
 
@@ -24,7 +21,7 @@ import mambaout_dense  # noqa: F401
 from mambaout_dense.datasets.checked import CheckedADE20KDataset, CheckedCocoDataset
 from mambaout_dense.engine.launch import DataError, init_task_scope
 
-from .helpers import DET_CONFIG, SEG_CONFIG, make_ade, make_coco
+from .helpers import DET_CONFIG, SEG_CONFIG, log_messages, make_ade, make_coco
 
 ANN = 'annotations/instances_train2017.json'
 DET_PIPELINE = [dict(type='LoadImageFromFile'),
@@ -33,19 +30,6 @@ DET_PIPELINE = [dict(type='LoadImageFromFile'),
 SEG_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
                 dict(type='PackSegInputs')]
 ADE_CLASSES = Config.fromfile(SEG_CONFIG).metainfo
-
-
-@contextmanager
-def _log_messages():
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
 
 
 @pytest.fixture(scope='module')
@@ -155,7 +139,7 @@ def _poison(content):
 
 def test_bad_annotations_are_skipped_with_one_counted_warning_per_kind(coco):
     content = _edit_json(coco, _poison)
-    with _log_messages() as messages:
+    with log_messages() as messages:
         dataset = _coco(coco)
     assert dataset.skip_counts == {
         'unknown category id': 2,
@@ -211,7 +195,7 @@ def test_cleaned_annotations_train_without_a_crash_in_the_loss(coco):
 def test_images_without_annotations_skipped_in_training_kept_in_evaluation(coco):
     _edit_json(coco, lambda c: c.update(annotations=[a for a in c['annotations']
                                                      if a['image_id'] not in (3, 7)]))
-    with _log_messages() as messages:
+    with log_messages() as messages:
         train = _coco(coco)
     assert len(train) == 6 and train.empty_images_skipped == 2
     assert any('training on 6 of 8 images (2 without annotations' in m for m in messages)
@@ -448,7 +432,7 @@ def test_evaluation_ground_truth_is_cleaned_too(coco):
     content = _edit_json(coco, edit)
     meta = dict(classes=('disc', 'square', 'triangle', 'star', 'ring', 'cross'))
     path = osp.join(coco, ANN)
-    with _log_messages() as messages:
+    with log_messages() as messages:
         metric = CheckedCocoMetric(ann_file=path, metric=['bbox', 'segm'])
     assert len([m for m in messages if ' annotation(s): ' in m]) == 5
     metric.dataset_meta = meta

@@ -5,7 +5,6 @@ with the first mismatching key and both shapes.
 The tools' ``main(argv)`` run in this process (each refuses before building a model or
 touching data, except where a model is needed to compare shapes).
 """
-import logging
 import os
 import os.path as osp
 import random
@@ -13,11 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 
 import mambaout_dense  # noqa: F401  (atomic writes, safe loader, hooks)
 from mambaout_dense.checkpoint import CheckpointError, safe_load
@@ -29,7 +26,7 @@ from mambaout_dense.engine import (
 )
 from mambaout_dense.engine.reliability import atomic_write_bytes
 
-from .helpers import DET_CONFIG, REPO_ROOT, load_tool, make_coco
+from .helpers import DET_CONFIG, REPO_ROOT, load_tool, log_messages, make_coco
 
 
 class _Exploit:
@@ -40,20 +37,6 @@ class _Exploit:
 
     def __reduce__(self):
         return (os.system, (f'touch {self.marker}', ))
-
-
-@contextmanager
-def _log_messages():
-    """Collect what mmengine's print_log(logger='current') emits."""
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
 
 
 def _training_ckpt(path, value=1.0, **extra):
@@ -244,7 +227,7 @@ def test_resume_auto_skips_a_truncated_newest_checkpoint_with_a_warning(tmp_path
     data = (tmp_path / 'iter_4.pth').read_bytes()
     (tmp_path / 'iter_4.pth').write_bytes(data[:len(data) // 2])
     _point(tmp_path, 'iter_4.pth')
-    with _log_messages() as messages:
+    with log_messages() as messages:
         assert find_resumable_checkpoint(str(tmp_path)) == good
     warning = [m for m in messages if 'skipped 1 unusable checkpoint' in m]
     assert len(warning) == 1 and 'iter_4.pth' in warning[0] and 'truncated' in warning[0]
@@ -257,7 +240,7 @@ def test_resume_auto_skips_nan_unsafe_and_missing_checkpoints(tmp_path):
     _training_ckpt(tmp_path / 'iter_3.pth', payload=_Exploit(str(marker)))
     (tmp_path / 'iter_4.pth').write_bytes(b'')
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_9.pth'))  # deleted file
-    with _log_messages() as messages:
+    with log_messages() as messages:
         assert find_resumable_checkpoint(str(tmp_path)) == good
     text = ' '.join(messages)
     assert 'skipped 4 unusable' in text
