@@ -98,6 +98,13 @@ def cpu_peak_memory_mb(fn) -> float:
     return (max(peak, _rss_bytes()) - base) / 2**20
 
 
+def memory_mb(fn, device: str) -> float:
+    """Peak memory of one ``fn()``: CUDA's allocator peak, or sampled RSS growth on the CPU."""
+    if device.startswith('cuda'):
+        return peak_memory_mb(fn, device)
+    return cpu_peak_memory_mb(fn)
+
+
 def bench_backend(backend, x, device, repeat):
     leaves = {k: v.clone().requires_grad_() for k, v in x.items()}
     dout = torch.randn_like(x['u'])
@@ -114,11 +121,7 @@ def bench_backend(backend, x, device, repeat):
 
     fwd = median_seconds(forward, device, repeat=repeat)
     fwd_bwd = median_seconds(forward_backward, device, repeat=repeat)
-    if device.startswith('cuda'):
-        mem = peak_memory_mb(forward_backward, device)
-    else:
-        mem = cpu_peak_memory_mb(forward_backward)
-    return fwd, fwd_bwd, mem
+    return fwd, fwd_bwd, memory_mb(forward_backward, device)
 
 
 def backbone_rows(device: str, repeat: int, quick: bool):
@@ -137,10 +140,7 @@ def backbone_rows(device: str, repeat: int, quick: bool):
                 with torch.no_grad():
                     model(x)
             row[f'{name} ms'] = median_seconds(forward, device, repeat=repeat) * 1e3
-            if device.startswith('cuda'):
-                row[f'{name} MiB'] = peak_memory_mb(forward, device)
-            else:
-                row[f'{name} MiB'] = cpu_peak_memory_mb(forward)
+            row[f'{name} MiB'] = memory_mb(forward, device)
         row['time ratio (VMamba/MambaOut)'] = row['VMamba-T ms'] / row['MambaOut-T ms']
         row['memory ratio'] = row['VMamba-T MiB'] / max(row['MambaOut-T MiB'], 1e-9)
         rows.append(row)
