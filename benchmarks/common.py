@@ -1,77 +1,26 @@
-"""Helpers shared by the benchmarks: timing, tables, model building (not a test utility).
+"""Helpers shared by the benchmarks (not a test utility).
 
-Timing and peak memory come from :mod:`mambaout_dense.analysis.measure` (median of warm runs
-with CUDA synchronisation; peak memory from CUDA's allocator or a forked child's peak RSS).
+Timing, peak memory and the environment line come from :mod:`mambaout_dense.analysis.measure`,
+tables and README sections from :mod:`mambaout_dense.analysis.tables`, models from
+:mod:`mambaout_dense.builder`: the benchmarks hold no copy of them.
 """
-import os.path as osp
-import platform
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
 
-from mambaout_dense.analysis.measure import median_seconds as _median_and_runs
-from mambaout_dense.analysis.measure import peak_memory_mb
+from mambaout_dense.analysis.measure import environment, median_seconds, peak_memory_mb
+from mambaout_dense.analysis.tables import markdown_table, update_readme_section
 
-__all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment', 'set_threads',
-           'task_speed_main']
-
-
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
-
-
-def median_seconds(fn: Callable[[], object], device: str = 'cpu', warmup: int = 1,
-                   repeat: int = 5) -> float:
-    """Median wall time of ``fn()`` in seconds after ``warmup`` calls."""
-    return _median_and_runs(fn, device, warmup=warmup, repeat=repeat)[0]
-
-
-def environment(device: str) -> str:
-    """One line naming the device, threads and versions."""
-    if device.startswith('cuda'):
-        name = torch.cuda.get_device_name()
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open('/proc/cpuinfo') as f:
-                name = next(line.split(':', 1)[1].strip() for line in f
-                            if line.startswith('model name'))
-        except (OSError, StopIteration):
-            pass
-    return (f'device: {device} ({name}), threads: {torch.get_num_threads()}, '
-            f'torch {torch.__version__}')
-
-
-def markdown_table(rows: List[Dict[str, object]], columns: Sequence[str]) -> str:
-    """Render rows (dicts) as a GitHub markdown table with the given column order."""
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f'{v:.3g}' if abs(v) < 100 else f'{v:.0f}'
-        return str(v)
-    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    lines += ['| ' + ' | '.join(fmt(r.get(c, '')) for c in columns) + ' |' for r in rows]
-    return '\n'.join(lines)
+__all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment',
+           'update_readme_section', 'build_model_from_config', 'task_speed_main']
 
 
 def build_model_from_config(path: str, scope: str, overrides: Optional[dict] = None):
     """Build ``cfg.model`` of a config (``mmdet::``/``mmseg::`` paths allowed), no pretrained."""
-    from mmengine.config import Config
-
-    from mambaout_dense.analysis.flops import build_task_model
-    if '::' in path:  # a config shipped inside an installed package (mmdet::, mmseg::)
-        import importlib
-        package, rel = path.split('::', 1)
-        path = osp.join(osp.dirname(importlib.import_module(package).__file__), '.mim',
-                        'configs', rel)
-    cfg = Config.fromfile(path)
+    from mambaout_dense.builder import build_model, load_config
+    cfg = load_config(path)
     cfg.default_scope = scope
-    backbone = cfg.model.get('backbone', {})
-    backbone.pop('init_cfg', None)
-    backbone.pop('pretrained', None)
-    cfg.model.pop('pretrained', None)
-    if overrides:
-        cfg.merge_from_dict(overrides)
-    return build_task_model(cfg)
+    return build_model(cfg, overrides=overrides)
 
 
 def train_step_fn(model, data: dict, lr: float = 1e-4):

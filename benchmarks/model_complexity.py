@@ -2,17 +2,18 @@
 """Parameters and FLOPs of every paper-sized config next to the paper's numbers.
 
 Mask R-CNN at (3, 1280, 800), UperNet at (3, 512, 2048); one multiply-add = 1 FLOP. Targets are
-REFERENCE.md section 3 (MambaOut paper tables). Prints a markdown table for README.md.
+docs/reference.md section 3 (MambaOut paper tables). Prints the table and rewrites the README section
+``complexity`` (not with ``--only``, which measures a subset).
 
-    python benchmarks/model_complexity.py [--only mask_rcnn_mambaout_t ...]
+    python benchmarks/model_complexity.py [--only mask_rcnn_mambaout_t ...] [--no-readme]
 """
 import argparse
 import os.path as osp
 
-from common import markdown_table
+from common import markdown_table, update_readme_section
 
 from mambaout_dense.analysis.flops import model_complexity
-from mambaout_dense.engine.launch import load_config
+from mambaout_dense.builder import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # config name -> (paper params M, paper GFLOPs)
@@ -26,9 +27,39 @@ TARGETS = {
 }
 
 
+PARAMS_TOL_M, FLOPS_TOL = 0.5, 0.03  # targets: within 0.5 M parameters and 3% FLOPs
+EXPLAINED = {  # known misses, with the reason stated in docs/reference.md section 3
+    'mask_rcnn_vmamba_s': 'the paper\'s 384 G does not follow from its own rows (T plus the '
+                          'S-minus-T backbone cost gives 349 G; UperNet-S matches exactly)',
+}
+
+
+def readme_text(rows) -> str:
+    """The README section: table, then every target met or missed, computed from the rows."""
+    missed = [r for r in rows if r['within targets'] != 'yes']
+    lines = ['Measured with `tools/analysis/get_flops.py CONFIG --json` (the code behind '
+             '`benchmarks/model_complexity.py`, which regenerates this section); paper numbers '
+             'from the MambaOut paper (docs/reference.md section 3). Target: within '
+             f'{PARAMS_TOL_M} M parameters and {FLOPS_TOL:.0%} FLOPs of the paper.', '',
+             markdown_table(rows, [c for c in rows[0] if c != 'within targets']), '']
+    if not missed:
+        lines.append(f'All {len(rows)} configs are within the targets.')
+    else:
+        lines.append(f'{len(rows) - len(missed)} of {len(rows)} configs are within the targets; '
+                     'missed:')
+        for r in missed:
+            why = EXPLAINED.get(r['config'], 'not explained')
+            lines.append(f"- `{r['config']}`: {r['params (M)']} M (paper {r['paper params']}), "
+                         f"{r['GFLOPs']} GFLOPs (paper {r['paper GFLOPs']}, ratio "
+                         f"{r['FLOPs / paper']}): {why}.")
+    return '\n'.join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+', choices=sorted(TARGETS))
+    parser.add_argument('--no-readme', action='store_true',
+                        help='print only; do not rewrite the README section')
     args = parser.parse_args()
     rows = []
     for name in args.only or TARGETS:
@@ -40,11 +71,15 @@ def main() -> None:
             'params (M)': round(params, 2), 'paper params': params_t,
             'GFLOPs': round(flops, 1), 'paper GFLOPs': flops_t,
             'FLOPs / paper': f'{flops / flops_t:.3f}',
-            'within targets': 'yes' if abs(params - params_t) <= 0.5
-            and abs(flops / flops_t - 1) <= 0.03 else 'NO',
+            'within targets': 'yes' if abs(params - params_t) <= PARAMS_TOL_M
+            and abs(flops / flops_t - 1) <= FLOPS_TOL else 'NO',
         })
         print(rows[-1], flush=True)
-    print(markdown_table(rows, list(rows[0])))
+    text = readme_text(rows)
+    print(text)
+    if not args.no_readme and not args.only:
+        update_readme_section('complexity', text)
+        print('README.md section "complexity" rewritten')
 
 
 if __name__ == '__main__':

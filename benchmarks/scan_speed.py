@@ -1,47 +1,69 @@
 #!/usr/bin/env python
 """Selective-scan backends side by side in one process, against the sequential loop.
 
-Cases (float32, batch 1, with D, delta_bias and softplus as in VMamba):
+The scan is the S6 recurrence of "Mamba: Linear-Time Sequence Modeling with Selective State
+Spaces" (Gu & Dao, arXiv:2312.00752) as "VMamba: Visual State Space Model" (Liu et al.,
+arXiv:2401.10166) calls it. Cases (float32, batch 1, with D, delta_bias and softplus as in
+VMamba):
 
 - VMamba-T stage 1 at 512x512: the 4 directions folded into dim (4 x 96 = 384, groups 4),
   N 1, L 128 x 128 = 16384;
 - d_state 16 (vanilla VMamba): dim 384, groups 4, N 16, L 4096.
 
-For every backend available on the device: median forward and forward+backward time, peak memory
-of forward+backward (CUDA: allocator peak; CPU: sampled resident-set growth), the speed-up over
-the ``reference`` backend (the float32 sequential Python loop) and the forward time over the
-memory-traffic floor ``4 (3 dim L + 2 groups N L)`` bytes divided by the copy bandwidth measured
-here (``y.copy_(x)`` on 256 MiB: read + write bytes per second). The reference loop is timed on
-its first ``--ref-steps`` steps and scaled linearly to L (it is linear in L), which the table
-marks with ``*``.
+For every backend available on the device, with 1 and 2 threads on the CPU: median forward and
+forward+backward time, peak memory of forward+backward (CUDA: allocator peak; CPU: sampled
+resident-set growth), the speed-up over the ``reference`` backend (the float32 sequential Python
+loop) and the forward time over the memory-traffic floor ``4 (3 dim L + 2 groups N L)`` bytes
+divided by the copy bandwidth measured in the same run, with the same threads. The reference
+loop is timed on its first ``--ref-steps`` steps and scaled linearly to L (it is linear in L),
+which the table marks with ``*``.
 
 Then the whole backbones: VMamba-T (SS2D, default scan backend) vs MambaOut-T (Gated CNN), random
 weights, batch 1, forward (no grad) at 512x512 and 800x1280, median milliseconds, peak memory
 and the ratio VMamba-T / MambaOut-T (> 1 means the SSM backbone is slower).
 
-    python benchmarks/scan_speed.py [--threads N] [--repeat 5] [--quick] [--device cpu|cuda]
-                                    [--skip-backbones]
+The default backend's targets (issue 13) are stated as met or missed with the numbers of this
+run, and the README section ``speed-scan`` is rewritten (not with ``--quick`` or
+``--no-readme``). Timing, memory, bandwidth and the environment line come from
+:mod:`mambaout_dense.analysis.measure`.
+
+    python benchmarks/scan_speed.py [--threads 1 2] [--repeat 5] [--quick] [--device cpu|cuda]
+                                    [--skip-backbones] [--no-readme]
 """
 import argparse
-import ctypes
-import os
-import threading
-import time
+from typing import Dict, List, Tuple
 
 import torch
-from common import environment, markdown_table, median_seconds, peak_memory_mb, set_threads
 
+from mambaout_dense.analysis.measure import (
+    copy_bandwidth,
+    device_name,
+    environment,
+    median_seconds,
+    peak_memory_mb,
+)
+from mambaout_dense.analysis.tables import markdown_table, update_readme_section
 from mambaout_dense.ops import available_backends, get_default_backend, selective_scan
+from mambaout_dense.ops.scan_cpu import kernel_isa
 
 BACKENDS = ('reference', 'torch', 'cpu', 'triton', 'mamba_ssm')
+README_SECTION = 'speed-scan'
+#: Targets for the default backend: forward time over the memory floor at N = 1 (at most),
+#: forward speed-up over the loop at N = 16 and forward+backward speed-up (at least).
+FLOOR_TARGET, FWD_SPEEDUP_TARGET, FWD_BWD_SPEEDUP_TARGET = 4.0, 20.0, 10.0
+SCAN_COLUMNS = ['case', 'backend', 'fwd ms', 'fwd+bwd ms', 'peak MiB (fwd+bwd)', 'fwd speed-up',
+                'fwd+bwd speed-up', 'fwd x floor']
+
+# (key, label, batch, dim, L, N, groups)
+Case = Tuple[str, str, int, int, int, int, int]
 
 
-def cases(quick: bool):
+def cases(quick: bool) -> List[Case]:
     if quick:
-        return [('VMamba-T s1 @256 (N=1)', 1, 384, 4096, 1, 4),
-                ('d_state 16', 1, 384, 1024, 16, 4)]
-    return [('VMamba-T s1 @512 (N=1)', 1, 384, 16384, 1, 4),
-            ('d_state 16', 1, 384, 4096, 16, 4)]
+        return [('n1', 'VMamba-T s1 @256 (N=1)', 1, 384, 4096, 1, 4),
+                ('n16', 'd_state 16', 1, 384, 1024, 16, 4)]
+    return [('n1', 'VMamba-T s1 @512 (N=1)', 1, 384, 16384, 1, 4),
+            ('n16', 'd_state 16', 1, 384, 4096, 16, 4)]
 
 
 def make_inputs(batch, dim, length, n_state, groups, device):
@@ -54,55 +76,6 @@ def make_inputs(batch, dim, length, n_state, groups, device):
                 A=-torch.rand(dim, n_state, generator=g).to(device) * 8,
                 B=randn(batch, groups, n_state, length), C=randn(batch, groups, n_state, length),
                 D=randn(dim), delta_bias=randn(dim, scale=0.1))
-
-
-def copy_bandwidth(device: str, repeat: int) -> float:
-    """Bytes per second of a large copy (bytes read + bytes written)."""
-    x = torch.randn(1 << 26, device=device)
-    y = torch.empty_like(x)
-    seconds = median_seconds(lambda: y.copy_(x), device, warmup=2, repeat=max(repeat, 5))
-    return 2 * x.numel() * 4 / seconds
-
-
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def cpu_peak_memory_mb(fn) -> float:
-    """Peak resident-set growth during one ``fn()``, sampled every 0.5 ms in a thread.
-
-    Measured in this process: ``common.peak_memory_mb`` forks, and a forked child hangs in its
-    first OpenMP parallel region once the parent has used the thread pool.
-    """
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)  # give freed heap back so that growth shows
-    except OSError:
-        pass
-    base = peak = _rss_bytes()
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _rss_bytes())
-            time.sleep(5e-4)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return (max(peak, _rss_bytes()) - base) / 2**20
-
-
-def memory_mb(fn, device: str) -> float:
-    """Peak memory of one ``fn()``: CUDA's allocator peak, or sampled RSS growth on the CPU."""
-    if device.startswith('cuda'):
-        return peak_memory_mb(fn, device)
-    return cpu_peak_memory_mb(fn)
 
 
 def bench_backend(backend, x, device, repeat):
@@ -121,50 +94,14 @@ def bench_backend(backend, x, device, repeat):
 
     fwd = median_seconds(forward, device, repeat=repeat)
     fwd_bwd = median_seconds(forward_backward, device, repeat=repeat)
-    return fwd, fwd_bwd, memory_mb(forward_backward, device)
+    return fwd, fwd_bwd, peak_memory_mb(forward_backward, device)
 
 
-def backbone_rows(device: str, repeat: int, quick: bool):
-    """VMamba-T vs MambaOut-T forward time and memory at dense-prediction inputs."""
-    from mambaout_dense.models import MambaOut, VMamba
-    torch.manual_seed(0)
-    models = {'VMamba-T': VMamba('tiny').to(device).eval(),
-              'MambaOut-T': MambaOut('tiny').to(device).eval()}
-    shapes = [(256, 256), (256, 384)] if quick else [(512, 512), (800, 1280)]
+def scan_rows(device: str, backends: List[str], args) -> Tuple[List[Dict], float]:
+    """One row per (case, backend) and a memory-floor row per case; the copy bandwidth."""
+    bandwidth = copy_bandwidth(device, repeat=max(args.repeat, 5))
     rows = []
-    for hw in shapes:
-        x = torch.randn(1, 3, *hw, device=device)
-        row = {'input': f'{hw[0]}x{hw[1]}'}
-        for name, model in models.items():
-            def forward(model=model):
-                with torch.no_grad():
-                    model(x)
-            row[f'{name} ms'] = median_seconds(forward, device, repeat=repeat) * 1e3
-            row[f'{name} MiB'] = memory_mb(forward, device)
-        row['time ratio (VMamba/MambaOut)'] = row['VMamba-T ms'] / row['MambaOut-T ms']
-        row['memory ratio'] = row['VMamba-T MiB'] / max(row['MambaOut-T MiB'], 1e-9)
-        rows.append(row)
-    return rows
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    parser.add_argument('--repeat', type=int, default=5, help='timed runs (median)')
-    parser.add_argument('--quick', action='store_true', help='smaller L')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--ref-steps', type=int, default=1024,
-                        help='steps of the reference loop actually timed')
-    parser.add_argument('--skip-backbones', action='store_true',
-                        help='only the scan op, not the VMamba-T vs MambaOut-T forward table')
-    args = parser.parse_args()
-    if args.threads:
-        set_threads(args.threads)
-    device = args.device
-    backends = [b for b in BACKENDS if b in available_backends(device)]
-    bandwidth = copy_bandwidth(device, args.repeat)
-    rows = []
-    for name, batch, dim, length, n_state, groups in cases(args.quick):
+    for key, label, batch, dim, length, n_state, groups in cases(args.quick):
         x = make_inputs(batch, dim, length, n_state, groups, device)
         floor_s = 4 * (3 * dim * length + 2 * groups * n_state * length) / bandwidth
         results = {}
@@ -180,9 +117,12 @@ def main():
         ref_fwd, ref_fwd_bwd = results['reference'][:2]
         for backend, (fwd, fwd_bwd, mem, mark) in results.items():
             rows.append({
-                'case': name,
+                'key': key,
+                'backend_name': backend,
+                'threads': torch.get_num_threads(),
+                'case': label,
                 'shape (b, dim, L, N, groups)': f'({batch}, {dim}, {length}, {n_state}, {groups})',
-                'backend': backend + mark,
+                'backend': backend + mark + (' (default)' if backend == args.default else ''),
                 'fwd ms': fwd * 1e3,
                 'fwd+bwd ms': fwd_bwd * 1e3,
                 'peak MiB (fwd+bwd)': mem,
@@ -190,17 +130,123 @@ def main():
                 'fwd+bwd speed-up': ref_fwd_bwd / fwd_bwd,
                 'fwd x floor': fwd / floor_s,
             })
-        rows.append({'case': name, 'backend': 'memory floor', 'fwd ms': floor_s * 1e3,
-                     'fwd x floor': 1.0})
-    print(f'# selective scan, {environment(device)}')
-    print(f'copy bandwidth {bandwidth / 1e9:.1f} GB/s; default backend here: '
-          f'{get_default_backend(device)}; * = reference timed on {args.ref_steps} steps and '
-          'scaled to L\n')
-    print(markdown_table(rows, list(rows[0])))
-    if not args.skip_backbones:
-        rows = backbone_rows(device, min(args.repeat, 3), args.quick)
-        print(f'\n# backbone forward, batch 1, {environment(device)}\n')
-        print(markdown_table(rows, list(rows[0])))
+        rows.append({'key': key, 'threads': torch.get_num_threads(), 'case': label,
+                     'backend': 'memory floor', 'fwd ms': floor_s * 1e3, 'fwd x floor': 1.0})
+    return rows, bandwidth
+
+
+def backbone_rows(device: str, repeat: int, quick: bool) -> List[Dict]:
+    """VMamba-T vs MambaOut-T forward time and memory at dense-prediction inputs."""
+    from mambaout_dense.models import MambaOut, VMamba
+    torch.manual_seed(0)
+    models = {'VMamba-T': VMamba('tiny').to(device).eval(),
+              'MambaOut-T': MambaOut('tiny').to(device).eval()}
+    shapes = [(256, 256), (256, 384)] if quick else [(512, 512), (800, 1280)]
+    rows = []
+    for hw in shapes:
+        x = torch.randn(1, 3, *hw, device=device)
+        row = {'threads': torch.get_num_threads(), 'input': f'{hw[0]}x{hw[1]}'}
+        for name, model in models.items():
+            def forward(model=model):
+                with torch.no_grad():
+                    model(x)
+            row[f'{name} ms'] = median_seconds(forward, device, repeat=repeat) * 1e3
+            row[f'{name} MiB'] = peak_memory_mb(forward, device)
+        row['time ratio (VMamba/MambaOut)'] = row['VMamba-T ms'] / row['MambaOut-T ms']
+        row['memory ratio'] = row['VMamba-T MiB'] / max(row['MambaOut-T MiB'], 1e-9)
+        rows.append(row)
+    return rows
+
+
+def met(ok: bool) -> str:
+    return 'met' if ok else 'missed'
+
+
+def verdict(rows: List[Dict], default: str) -> List[str]:
+    """The targets of the default backend, met or missed, with this run's numbers."""
+    mine = [r for r in rows if r.get('backend_name') == default]
+    if not mine:
+        return [f'- No row of the default backend `{default}`: targets not evaluated.']
+
+    def per_threads(key: str, column: str) -> List[Tuple[int, float]]:
+        return [(r['threads'], r[column]) for r in mine if r['key'] == key]
+
+    def numbers(pairs, fmt) -> str:
+        return ', '.join(f'{fmt.format(v)} with {t} thread{"s" if t > 1 else ""}'
+                         for t, v in pairs)
+
+    floor = per_threads('n1', 'fwd x floor')
+    fwd16 = per_threads('n16', 'fwd speed-up')
+    fwd_bwd = per_threads('n1', 'fwd+bwd speed-up') + per_threads('n16', 'fwd+bwd speed-up')
+    return [
+        f'- Forward at N=1 <= {FLOOR_TARGET:g}x the memory floor: '
+        f'{met(all(v <= FLOOR_TARGET for _, v in floor))} ({numbers(floor, "{:.2f}x")}).',
+        f'- Forward at d_state 16 >= {FWD_SPEEDUP_TARGET:g}x the float32 loop: '
+        f'{met(all(v >= FWD_SPEEDUP_TARGET for _, v in fwd16))} ({numbers(fwd16, "{:.1f}x")}).',
+        f'- Forward+backward >= {FWD_BWD_SPEEDUP_TARGET:g}x the loop at N=1 and d_state 16: '
+        f'{met(all(v >= FWD_BWD_SPEEDUP_TARGET for _, v in fwd_bwd))} (N=1: '
+        f'{numbers(per_threads("n1", "fwd+bwd speed-up"), "{:.1f}x")}; d_state 16: '
+        f'{numbers(per_threads("n16", "fwd+bwd speed-up"), "{:.1f}x")}).',
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2],
+                        help='torch CPU thread counts, one table each (CPU only)')
+    parser.add_argument('--repeat', type=int, default=5, help='timed runs (median)')
+    parser.add_argument('--quick', action='store_true',
+                        help='smaller L and inputs (smoke run; the README is not rewritten)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--ref-steps', type=int, default=1024,
+                        help='steps of the reference loop actually timed')
+    parser.add_argument('--skip-backbones', action='store_true',
+                        help='only the scan op, not the VMamba-T vs MambaOut-T forward table')
+    parser.add_argument('--no-readme', action='store_true',
+                        help='print only; do not rewrite the README section')
+    args = parser.parse_args()
+    device = args.device
+    args.default = get_default_backend(device)
+    backends = [b for b in BACKENDS if b in available_backends(device)]
+    thread_counts = args.threads if device == 'cpu' else [torch.get_num_threads()]
+    scans, backbones, bandwidths = [], [], []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        rows, bandwidth = scan_rows(device, backends, args)
+        bandwidths.append((threads, bandwidth))
+        scans.append(rows)
+        print(f'# selective scan, {environment(device)}, '
+              f'copy bandwidth {bandwidth / 1e9:.1f} GB/s\n')
+        print(markdown_table(rows, SCAN_COLUMNS), flush=True)
+        if not args.skip_backbones:
+            backbones += backbone_rows(device, min(args.repeat, 3), args.quick)
+            print(f'\n# backbone forward, batch 1, {environment(device)}\n')
+            print(markdown_table(backbones[-2:]), flush=True)
+
+    isa = kernel_isa() if device == 'cpu' else None
+    env = (f'device: {device} ({device_name(device)}), torch {torch.__version__}, default '
+           f'backend `{args.default}`' + (f' (compiled kernel: {isa})' if isa else '') +
+           '; copy bandwidth ' + ', '.join(f'{b / 1e9:.1f} GB/s with {t} thread'
+                                           f'{"s" if t > 1 else ""}' for t, b in bandwidths))
+    lines = ['### Selective scan (`benchmarks/scan_speed.py`)', '',
+             'Backends side by side in one process. Reference = float32 sequential loop (`*`: '
+             f'timed on {args.ref_steps} steps, scaled to L); speed-ups are over it; "fwd x '
+             'floor" is the forward time over the memory-traffic floor 4 (3 dim L + 2 groups N '
+             'L) bytes / copy bandwidth of the same run. ' + env + '.', '']
+    for threads, rows in zip(thread_counts, scans):
+        lines += [f'{threads} thread{"s" if threads > 1 else ""}:', '',
+                  markdown_table(rows, SCAN_COLUMNS), '']
+    lines += ['Targets of the default backend:', '',
+              *verdict([r for rows in scans for r in rows], args.default)]
+    if backbones:
+        lines += ['', '### Backbones: VMamba-T vs MambaOut-T forward (`benchmarks/scan_speed.py`)',
+                  '', f'Random weights, batch 1, no grad, default scan backend (`{args.default}`):',
+                  '', markdown_table(backbones)]
+    text = '\n'.join(lines)
+    print('\n' + text)
+    if not args.no_readme and not args.quick:
+        if update_readme_section(README_SECTION, text):
+            print(f'README.md section "{README_SECTION}" rewritten')
 
 
 if __name__ == '__main__':

@@ -9,6 +9,11 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
     './_base_/default_runtime.py',
 ]
+# base imports + the validating COCO dataset and metric (they import mmdet only)
+custom_imports = dict(imports=[
+    'mambaout_dense.models', 'mambaout_dense.engine', 'mambaout_dense.safe_io',
+    'mambaout_dense.datasets.checked_coco', 'mambaout_dense.evaluation.coco_metric'
+])
 classes = ('disc', 'square', 'triangle', 'star', 'ring', 'cross')  # = COCO_CLASSES
 metainfo = dict(classes=classes)
 num_classes = len(classes)

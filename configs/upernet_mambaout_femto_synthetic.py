@@ -10,6 +10,11 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     './_base_/default_runtime.py',
 ]
+# base imports + the validating ADE20K dataset (it imports mmseg only)
+custom_imports = dict(imports=[
+    'mambaout_dense.models', 'mambaout_dense.engine', 'mambaout_dense.safe_io',
+    'mambaout_dense.datasets.checked_ade'
+])
 classes = ('wall', 'sky', 'tree', 'road', 'grass', 'water', 'box', 'ball')  # = ADE_CLASSES
 palette = [[120, 120, 120], [6, 230, 230], [4, 200, 3], [140, 140, 140], [4, 250, 7],
            [61, 230, 250], [0, 255, 20], [255, 0, 163]]

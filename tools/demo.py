@@ -7,6 +7,8 @@ import argparse
 import os.path as osp
 import sys
 
+from mambaout_dense.engine.launch import quiet_known_warnings, run_main
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -18,27 +20,29 @@ def main(argv=None) -> int:
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
+    quiet_known_warnings()
+    return run_main(demo, args)
+
+
+def demo(args: argparse.Namespace) -> None:
     import cv2
     import mmcv
 
-    from mambaout_dense.checkpoint import CheckpointError, extract_state_dict, safe_load
-    from mambaout_dense.engine.launch import UsageError, init_task_scope, load_config
-    from mambaout_dense.engine.reliability import check_state_dict_compatible
-    try:
-        if not osp.isfile(args.image):
-            raise UsageError(f'image not found: {args.image!r}')
-        try:  # OpenCV raises on empty files and on files it cannot decode as RGB
-            image = mmcv.imread(args.image, channel_order='rgb')
-        except cv2.error:
-            image = None
-        if image is None:
-            raise UsageError(f'cannot decode image: {args.image!r}')
-        cfg = load_config(args.config)
-        scope = init_task_scope(cfg)
-        checkpoint = safe_load(args.checkpoint)  # refuse unsafe/corrupt files first
-    except (UsageError, CheckpointError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    import mambaout_dense.safe_io  # noqa: F401  (safe checkpoint reads)
+    from mambaout_dense.builder import init_task_scope, load_config
+    from mambaout_dense.checkpoint import check_state_dict, extract_state_dict, safe_load
+    from mambaout_dense.errors import UsageError
+    if not osp.isfile(args.image):
+        raise UsageError(f'image not found: {args.image!r}')
+    try:  # OpenCV raises on empty files and on files it cannot decode as RGB
+        image = mmcv.imread(args.image, channel_order='rgb')
+    except cv2.error:
+        image = None
+    if image is None:
+        raise UsageError(f'cannot decode image: {args.image!r}')
+    cfg = load_config(args.config)
+    scope = init_task_scope(cfg)
+    checkpoint = safe_load(args.checkpoint)  # refuse unsafe/corrupt files first
     cfg.model.get('backbone', {}).pop('init_cfg', None)  # weights come from the checkpoint
     if scope == 'mmdet':
         from mmdet.apis import inference_detector as inference
@@ -49,13 +53,10 @@ def main(argv=None) -> int:
         from mmseg.apis import init_model as init
         from mmseg.registry import VISUALIZERS
     model = init(cfg, args.checkpoint, device=args.device)
-    try:  # the loaders above skip tensors of another shape with a warning only
-        check_state_dict_compatible(model.state_dict(),
-                                    extract_state_dict(checkpoint, args.checkpoint),
-                                    source=f'checkpoint {args.checkpoint!r}')
-    except CheckpointError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    # the loaders above skip tensors of another shape with a warning only
+    check_state_dict(model.state_dict(), extract_state_dict(checkpoint, args.checkpoint),
+                     f'checkpoint {args.checkpoint!r}', hint='It is for another architecture '
+                     'or size.')
     result = inference(model, args.image)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
@@ -63,7 +64,6 @@ def main(argv=None) -> int:
     visualizer.add_datasample('demo', image, data_sample=result, draw_gt=False, show=False,
                               out_file=args.out, **kwargs)
     print(f'wrote {args.out}')
-    return 0
 
 
 if __name__ == '__main__':

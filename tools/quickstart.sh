@@ -3,7 +3,8 @@
 #   bash tools/quickstart.sh        # detection: Mask R-CNN MambaOut-Femto -> COCO bbox/segm AP
 #   bash tools/quickstart.sh seg    # segmentation: UperNet MambaOut-Femto -> mIoU
 # Installs everything (tools/install.sh), generates the data set, trains on the CPU (or GPU),
-# saves checkpoints in work_dirs/<config>/, then evaluates the last one with tools/test.py.
+# saves checkpoints in work_dirs/<config>/, then evaluates the last one with tools/test.py and
+# draws its predictions on the first validation images (work_dirs/<config>/predictions/).
 set -euo pipefail
 TASK=${1:-det}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,4 +37,5 @@ echo "[quickstart] training $CONFIG"
 $PY tools/train.py "$CONFIG" --work-dir "work_dirs/$NAME"
 CKPT=$(cat "work_dirs/$NAME/last_checkpoint")
 echo "[quickstart] testing $CKPT"
-$PY tools/test.py "$CONFIG" "$CKPT" --work-dir "work_dirs/$NAME/test"
+$PY tools/test.py "$CONFIG" "$CKPT" --work-dir "work_dirs/$NAME/test" \
+    --show-dir "work_dirs/$NAME/predictions" --show-num 8

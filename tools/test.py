@@ -8,8 +8,9 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
-from mambaout_dense.engine.launch import CfgOptionsAction
+from mambaout_dense.engine.launch import CfgOptionsAction, quiet_known_warnings, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -19,6 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where the evaluation log goes')
     parser.add_argument('--out', help='dump the predictions to this pickle file')
     parser.add_argument('--show-dir', help='write prediction overlays (PNG) into this folder')
+    parser.add_argument('--show-num', type=int, default=None, metavar='N',
+                        help='with --show-dir: draw only the first N test images')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (multi-scale + flip) from the config')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
@@ -46,17 +49,21 @@ def _enable_visualization(cfg, scope: str) -> None:
         hook['interval'] = 1  # mmseg draws every `interval`-th image only
 
 
-def _save_overlays_as_png(visualizer, show_dir: str) -> None:
+def _save_overlays_as_png(visualizer, show_dir: str, limit: Optional[int] = None) -> None:
     """Make ``visualizer`` write each drawn test image to ``show_dir/<image stem>.png``.
 
     mmdet's hook would name the overlay after the input (``.jpg``, lossy) and mmseg's sends it
     to the vis backend (``vis_data/vis_image/test_<name>_<step>.png``); this gives both tasks the
-    same flat folder of PNGs.
+    same flat folder of PNGs. With ``limit``, only the first ``limit`` images are drawn.
     """
     os.makedirs(show_dir, exist_ok=True)
     draw = visualizer.add_datasample
+    drawn = [0]
 
     def add_datasample(name, image, data_sample=None, *args, out_file=None, step=0, **kwargs):
+        if limit is not None and drawn[0] >= limit:
+            return None
+        drawn[0] += 1
         img_path = data_sample.get('img_path', None) if data_sample is not None else None
         stem = osp.splitext(osp.basename(img_path))[0] if img_path else f'{name}_{step}'
         return draw(name, image, data_sample, *args, out_file=osp.join(show_dir, stem + '.png'),
@@ -66,17 +73,18 @@ def _save_overlays_as_png(visualizer, show_dir: str) -> None:
 
 
 def build_runner(args: argparse.Namespace):
+    import mambaout_dense.safe_io  # noqa: F401  (safe checkpoint reads, atomic writes)
+    from mambaout_dense.builder import init_task_scope, load_config
     from mambaout_dense.checkpoint import safe_load
     from mambaout_dense.engine.launch import (
-        UsageError,
         apply_cfg_options,
         check_data_paths,
+        check_work_dir,
         default_work_dir,
         ensure_reliability_hooks,
-        init_task_scope,
-        load_config,
         setup_distributed,
     )
+    from mambaout_dense.errors import UsageError
     cfg = load_config(args.config)
     apply_cfg_options(cfg, args.cfg_options)
     scope = init_task_scope(cfg)
@@ -84,6 +92,7 @@ def build_runner(args: argparse.Namespace):
         raise UsageError(f'checkpoint not found: {args.checkpoint!r}')
     safe_load(args.checkpoint)  # refuses unsafe or corrupt files before anything is built
     cfg.work_dir = args.work_dir or cfg.get('work_dir', None) or default_work_dir(args.config)
+    check_work_dir(cfg.work_dir)
     cfg.load_from = args.checkpoint
     ensure_reliability_hooks(cfg, training=False)  # refuse checkpoints of another architecture
     if args.show_dir:
@@ -109,21 +118,21 @@ def build_runner(args: argparse.Namespace):
     from mmengine.runner import Runner
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if args.show_dir:
-        _save_overlays_as_png(runner.visualizer, osp.abspath(args.show_dir))
+        _save_overlays_as_png(runner.visualizer, osp.abspath(args.show_dir), args.show_num)
     return runner
+
+
+def test(args: argparse.Namespace) -> None:
+    build_runner(args).test()
+    if args.show_dir:
+        count = len([n for n in os.listdir(args.show_dir) if n.endswith('.png')])
+        print(f'prediction images ({count}): {osp.abspath(args.show_dir)}')
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mambaout_dense.checkpoint import CheckpointError
-    from mambaout_dense.engine.launch import DataError, UsageError
-    try:
-        runner = build_runner(args)
-        runner.test()
-    except (UsageError, DataError, CheckpointError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    return 0
+    quiet_known_warnings()
+    return run_main(test, args)
 
 
 if __name__ == '__main__':

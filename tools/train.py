@@ -5,7 +5,7 @@
     python tools/train.py CONFIG --work-dir DIR --resume [auto|PATH] --amp --cfg-options k=v
     tools/dist_train.sh CONFIG 8            # torchrun, one process per GPU (gloo on CPU)
 
-Every run gets the hooks of ``mambaout_dense.engine.reliability``: a NaN/Inf loss stops the run
+Every run gets the hooks of ``mambaout_dense.engine``: a NaN/Inf loss stops the run
 (``--on-divergence skip`` skips the step instead) and is never checkpointed, checkpoints are
 written atomically, ``--resume`` refuses unsafe, truncated or non-finite files (``auto`` falls
 back to the newest usable one) and restores the random state, so a resumed run matches an
@@ -16,9 +16,7 @@ import os
 import os.path as osp
 import sys
 
-import torch
-
-from mambaout_dense.engine.launch import CfgOptionsAction
+from mambaout_dense.engine.launch import CfgOptionsAction, quiet_known_warnings, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,21 +45,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_runner(args: argparse.Namespace):
-    from mambaout_dense.checkpoint import CheckpointError
+    import torch
+
+    import mambaout_dense.safe_io  # noqa: F401  (safe checkpoint reads, atomic writes)
+    from mambaout_dense.builder import init_task_scope, load_config
     from mambaout_dense.engine.launch import (
-        UsageError,
         apply_cfg_options,
         check_data_paths,
         check_work_dir,
         default_work_dir,
         ensure_plain_checkpoints,
         ensure_reliability_hooks,
-        init_task_scope,
-        load_config,
         replace_sync_bn,
         setup_distributed,
     )
-    from mambaout_dense.engine.reliability import checkpoint_problem, find_resumable_checkpoint
+    from mambaout_dense.engine.resume import checkpoint_problem, find_resumable_checkpoint
+    from mambaout_dense.errors import CheckpointError, UsageError
     cfg = load_config(args.config)
     apply_cfg_options(cfg, args.cfg_options)
     init_task_scope(cfg)
@@ -105,27 +104,14 @@ def build_runner(args: argparse.Namespace):
     return Runner.from_cfg(cfg)
 
 
+def train(args: argparse.Namespace) -> None:
+    build_runner(args).train()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mambaout_dense.checkpoint import CheckpointError
-    from mambaout_dense.engine.launch import DataError, UsageError, describe_lost_peer
-    from mambaout_dense.engine.reliability import DivergenceError
-    try:
-        runner = build_runner(args)
-        runner.train()
-    except (UsageError, DataError, CheckpointError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    except DivergenceError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    except RuntimeError as err:  # after CheckpointError and DivergenceError, its subclasses
-        lost = describe_lost_peer(err)  # another rank died or hung: say so, no traceback
-        if lost is None:
-            raise
-        print(f'error: {lost}', file=sys.stderr)
-        return 1
-    return 0
+    quiet_known_warnings()
+    return run_main(train, args)
 
 
 if __name__ == '__main__':

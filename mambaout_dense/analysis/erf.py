@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import nn
 
-from ..checkpoint.io import CheckpointError, extract_state_dict, safe_load
+from ..checkpoint.io import extract_state_dict, safe_load
 
 __all__ = [
     'IMAGENET_MEAN', 'IMAGENET_STD', 'load_backbone_checkpoint', 'synthetic_images',
@@ -67,25 +67,20 @@ def load_backbone_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
     Raises:
         CheckpointError: Unreadable file, missing or unexpected keys, or a shape mismatch.
     """
-    from ..checkpoint.loading import compare_state_dicts
+    from ..checkpoint.loading import TASK_PREFIXES, load_pretrained
     raw = extract_state_dict(safe_load(path), path)
-    allow: Sequence[str] = ()
-    if any(k.startswith('backbone.') for k in raw):
-        state = {k[len('backbone.'):]: v for k, v in raw.items() if k.startswith('backbone.')}
-        source = 'backbone.'
+    prefix = next((p for p in TASK_PREFIXES if any(k.startswith(p) for k in raw)), None)
+    if prefix is not None:  # a detector/segmentor checkpoint: its backbone must match exactly
+        report = load_pretrained(model, path, lambda state: (dict(state), []), prefix=prefix)
+        source = prefix
     elif hasattr(model, 'convert_checkpoint'):
-        state, _ = model.convert_checkpoint(raw)
-        allow = getattr(model, 'new_param_patterns', ())
+        report = load_pretrained(model, path, model.convert_checkpoint,
+                                 allow_missing=getattr(model, 'new_param_patterns', ()))
         source = 'converted'
     else:
-        state, source = dict(raw), 'plain'
-    missing, new, unexpected = compare_state_dicts(model.state_dict(), state, allow)
-    if missing or unexpected:
-        raise CheckpointError(
-            f'Checkpoint {path!r} does not match {type(model).__name__}: {len(missing)} missing '
-            f'key(s) {missing[:6]}, {len(unexpected)} unexpected key(s) {unexpected[:6]}')
-    model.load_state_dict(state, strict=False)
-    return dict(loaded=len(state), source=source, new=new)
+        report = load_pretrained(model, path, lambda state: (dict(state), []))
+        source = 'plain'
+    return dict(loaded=len(report.loaded), source=source, new=report.new)
 
 
 def init_weights_quietly(model: nn.Module) -> None:
@@ -159,7 +154,8 @@ def dataset_images(cfg: Config, num: int, shape: Tuple[int, int]) -> torch.Tenso
     """
     from mmengine.registry import DefaultScope
 
-    from ..engine.launch import check_data_paths, init_task_scope
+    from ..builder import init_task_scope
+    from ..datasets.paths import check_data_paths
     scope = init_task_scope(cfg)
     check_data_paths(cfg, ('val_dataloader', ))
     if scope == 'mmdet':

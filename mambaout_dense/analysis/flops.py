@@ -10,23 +10,12 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from mmengine.config import Config
 
-__all__ = ['build_task_model', 'model_complexity', 'DEFAULT_SHAPES']
+from ..builder import build_model
+
+__all__ = ['model_complexity', 'module_flops', 'DEFAULT_SHAPES']
 
 #: Default (H, W) per task: detection (3, 1280, 800), segmentation (3, 512, 2048).
 DEFAULT_SHAPES = {'mmdet': (1280, 800), 'mmseg': (512, 2048)}
-
-
-def build_task_model(cfg: Config) -> torch.nn.Module:
-    """Build ``cfg.model`` with the registry of the config's ``default_scope``."""
-    from ..engine.launch import init_task_scope
-    scope = init_task_scope(cfg)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    from mmengine.registry import DefaultScope
-    with DefaultScope.overwrite_default_scope(scope):
-        return MODELS.build(cfg.model)
 
 
 def _data_samples(scope: str, shape: Tuple[int, int]) -> list:
@@ -73,7 +62,7 @@ def model_complexity(cfg: Config, shape: Optional[Tuple[int, int]] = None,
     scope = cfg.get('default_scope')
     shape = tuple(shape or DEFAULT_SHAPES[scope])
     torch.manual_seed(seed)
-    model = build_task_model(cfg).eval()
+    model = build_model(cfg).eval()
     inputs = torch.randn(1, 3, *shape)
     wrapped = _TensorForward(model, _data_samples(scope, shape)).eval()
     with torch.no_grad():
@@ -89,6 +78,30 @@ def model_complexity(cfg: Config, shape: Optional[Tuple[int, int]] = None,
     return dict(scope=scope, shape=shape, params=int(params['']), flops=int(flops),
                 backbone_params=int(params.get('backbone', 0)),
                 backbone_flops=int(by_module.get('backbone', 0)), by_module=by_module)
+
+
+def module_flops(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
+    """FLOPs (multiply-adds) of one forward call of any module, the selective scan included.
+
+    Args:
+        module (nn.Module): The module (run in eval mode, without gradients).
+        *inputs (Tensor): Its positional inputs.
+
+    Returns:
+        int: Multiply-adds.
+    """
+    from mmengine.analysis import FlopAnalyzer
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(module, inputs)
+        _register_extra_handles(analyzer)
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        analyzer.tracer_warnings('none')
+        total = int(analyzer.total())
+    module.train(was_training)
+    return total
 
 
 def _register_extra_handles(analyzer) -> None:

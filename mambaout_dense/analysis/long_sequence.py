@@ -18,7 +18,6 @@ rounded down to a multiple of 64, which is the papers' FLOP-counting convention 
 (1333, 800) -> 800×1280, ADE20K's (2048, 512) -> 512×2048); a fixed scale ``(w, h)`` gives
 H = h, W = w.
 """
-import copy
 import math
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -27,17 +26,13 @@ import torch
 from mmengine.config import Config
 
 __all__ = [
-    'VIT_REFERENCES', 'BACKBONE_FAMILIES', 'long_sequence_rows', 'vit_rows', 'analyse',
+    'VIT_REFERENCES', 'long_sequence_rows', 'vit_rows', 'analyse',
     'stage_grid_markdown', 'rows_markdown', 'format_ratio', 'config_test_shape',
-    'build_backbone_from_spec', 'build_backbone_from_config', 'backbone_geometry',
-    'is_backbone_spec', 'parse_shapes'
+    'backbone_geometry', 'parse_shapes'
 ]
 
 #: Plain ViTs the paper uses as reference: name -> (width D, patch size).
 VIT_REFERENCES: Dict[str, Tuple[int, int]] = {'ViT-S': (384, 16), 'ViT-B': (768, 16)}
-#: Backbone spec prefixes (``mambaout_tiny``, ``vmamba_tiny``, ``hybrid_tiny``) -> registry type.
-BACKBONE_FAMILIES: Dict[str, str] = {
-    'mambaout': 'MambaOut', 'vmamba': 'VMamba', 'hybrid': 'HybridBackbone'}
 #: Multiple that the long side of a keep-ratio test scale is rounded down to.
 LONG_SIDE_MULTIPLE = 64
 
@@ -119,7 +114,7 @@ def rows_markdown(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def stage_grid_markdown(rows: Sequence[Dict[str, Any]]) -> str:
-    """The compact layout of REFERENCE.md / the paper: one line per input, one column per stride.
+    """The compact layout of docs/reference.md / the paper: one line per input, one column per stride.
 
     Cells read ``L, L/(6D)``; the first cell of a line is ``L=...``. ViT rows are left out.
     """
@@ -222,64 +217,6 @@ def config_test_shape(cfg: Config) -> Tuple[int, int]:
         long, short = max(a, b), min(a, b)
         return short, max(short, long // LONG_SIDE_MULTIPLE * LONG_SIDE_MULTIPLE)
     return b, a  # mmcv scales are (w, h)
-
-
-# ----------------------------------------------------------------------------- backbones
-def is_backbone_spec(name: str) -> bool:
-    """True for names such as ``mambaout_tiny``, ``vmamba_small``, ``hybrid_femto``."""
-    family = name.split('_', 1)[0]
-    return family in BACKBONE_FAMILIES and '_' in name and not name.endswith('.py')
-
-
-def build_backbone_from_spec(name: str, **kwargs: Any) -> torch.nn.Module:
-    """Build ``family_arch`` (e.g. ``mambaout_tiny``) through the mambaout_dense registry.
-
-    Args:
-        name (str): ``{mambaout,vmamba,hybrid}_{arch}``.
-        **kwargs: Further constructor arguments (``out_indices`` ...).
-
-    Returns:
-        nn.Module: The backbone.
-
-    Raises:
-        ValueError: Unknown family (the message lists the valid ones) or arch.
-    """
-    import mambaout_dense  # noqa: F401  (registers the backbones)
-    from mambaout_dense.registry import MODELS
-    family, _, arch = name.partition('_')
-    if family not in BACKBONE_FAMILIES or not arch:
-        raise ValueError(f'Unknown backbone spec {name!r}; expected FAMILY_ARCH with FAMILY in '
-                         f'{", ".join(BACKBONE_FAMILIES)} (e.g. mambaout_tiny)')
-    return MODELS.build(dict(type=BACKBONE_FAMILIES[family], arch=arch, **kwargs))
-
-
-def build_backbone_from_config(cfg: Config, keep_init_cfg: bool = False,
-                               **overrides: Any) -> torch.nn.Module:
-    """Build ``cfg.model.backbone`` with the registry of the config's task.
-
-    Args:
-        cfg (Config): A detection or segmentation config.
-        keep_init_cfg (bool): Keep the backbone's ``init_cfg`` (a ``Pretrained`` one would load
-            or download weights on ``init_weights()``). Defaults to False (random weights).
-        **overrides: Keys set on the backbone config (e.g. ``out_indices=(0, 1, 2, 3)``).
-
-    Returns:
-        nn.Module: The backbone (not initialised; call ``init_weights()``).
-    """
-    from mmengine.registry import DefaultScope
-
-    from ..engine.launch import init_task_scope
-    scope = init_task_scope(cfg)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    bb = copy.deepcopy(cfg.model.backbone)
-    if not keep_init_cfg:
-        bb.pop('init_cfg', None)
-    bb.update(overrides)
-    with DefaultScope.overwrite_default_scope(scope):
-        return MODELS.build(bb)
 
 
 def backbone_geometry(model: torch.nn.Module,

@@ -1,81 +1,181 @@
-"""Timing and peak-memory measurement shared by the analysis tools and ``benchmarks/``.
+"""Timing, peak memory and machine rates: the one measuring module of the analysis tools and
+``benchmarks/``.
 
-Timing: warm-up calls, then the median of repeated calls, with CUDA synchronisation. Peak memory:
-on CUDA the growth of ``torch.cuda.max_memory_allocated``; on the CPU the growth of the peak
-resident set of a forked child that runs the function once (the caller's timings are unaffected).
+- Timing (:func:`timed_runs`, :func:`median_seconds`): warm-up calls, then repeated calls, each
+  closed by a CUDA synchronisation when the device is a GPU (as nanoGPT's benchmark does).
+- Peak memory (:func:`peak_memory_mb`): on CUDA the growth of ``torch.cuda.max_memory_allocated``
+  over one call; on the CPU the growth of the resident set over one call, sampled every 0.5 ms by
+  a thread of this process after ``malloc_trim`` has handed freed heap back to the system. It runs
+  in-process: a forked child would hang in its first OpenMP region once the parent has used the
+  thread pool.
+- Machine rates (:func:`copy_bandwidth`, :func:`gemm_flops`): the memory bandwidth and the fp32
+  matrix-multiply rate of the device, the floors and ceilings the benchmarks compare against.
+- :func:`environment`: one line naming the device, threads and torch version, printed with every
+  table.
 """
+import ctypes
 import os
-import resource
+import platform
 import statistics
+import threading
 import time
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List
 
 import torch
 
-__all__ = ['median_seconds', 'peak_memory_mb']
+__all__ = [
+    'synchronize', 'timed_runs', 'median_seconds', 'peak_memory_mb', 'copy_bandwidth',
+    'gemm_flops', 'environment', 'device_name'
+]
 
 
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if str(device).startswith('cuda'):
         torch.cuda.synchronize()
 
 
-def median_seconds(fn: Callable[[], Any], device: str = 'cpu', warmup: int = 1,
-                   repeat: int = 3) -> Tuple[float, List[float]]:
-    """Median wall time of ``fn()`` after ``warmup`` calls, synchronising CUDA.
+def timed_runs(fn: Callable[[], Any], device: str = 'cpu', warmup: int = 1,
+               repeat: int = 3) -> List[float]:
+    """Wall times of ``repeat`` calls of ``fn()`` after ``warmup`` untimed calls, in seconds.
+
+    Args:
+        fn (Callable): The work to time.
+        device (str): 'cpu' or a CUDA device; CUDA is synchronised around every call.
+            Defaults to 'cpu'.
+        warmup (int): Untimed calls first. Defaults to 1.
+        repeat (int): Timed calls (at least one). Defaults to 3.
 
     Returns:
-        tuple[float, list[float]]: The median and all timed runs, in seconds.
+        list[float]: One time per timed call.
     """
     for _ in range(warmup):
         fn()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(max(1, repeat)):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+    return times
 
 
-def _current_rss_kb() -> int:
+def median_seconds(fn: Callable[[], Any], device: str = 'cpu', warmup: int = 1,
+                   repeat: int = 3) -> float:
+    """Median of :func:`timed_runs`, in seconds (same arguments)."""
+    return statistics.median(timed_runs(fn, device, warmup, repeat))
+
+
+def _rss_bytes() -> int:
     with open('/proc/self/statm') as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf('SC_PAGE_SIZE') // 1024
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def peak_memory_mb(fn: Callable[[], Any], device: str = 'cpu') -> float:
-    """Peak memory of one ``fn()`` call above what was allocated before it, in MiB.
+    """Peak memory of one ``fn()`` call above what was in use before it, in MiB.
 
-    CUDA: ``max_memory_allocated`` growth. CPU: growth of the peak RSS of a forked child that runs
-    ``fn`` once ; NaN where ``fork`` is missing.
+    Args:
+        fn (Callable): The work to measure (called once).
+        device (str): 'cpu' (resident-set growth, sampled) or a CUDA device (allocator peak).
+            Defaults to 'cpu'.
+
+    Returns:
+        float: MiB; NaN on a CPU platform without ``/proc`` (the call then still runs).
     """
-    if device.startswith('cuda'):
+    if str(device).startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    if not hasattr(os, 'fork'):
+    if not os.path.exists('/proc/self/statm'):
+        fn()
         return float('nan')
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: measure, report, leave without running atexit handlers
-        os.close(read)
-        try:
-            # the parent's OpenMP pool does not survive fork (libgomp would wait for its
-            # threads forever); one thread gives the same tensors, so the same peak
-            torch.set_num_threads(1)
-            before = _current_rss_kb()
-            fn()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            os.write(write, str(max(peak - before, 0)).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    data = os.read(read, 64)
-    os.close(read)
-    os.waitpid(pid, 0)
-    return int(data) / 1024 if data else float('nan')
+    _trim_heap()
+    base = peak = _rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(5e-4)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return (max(peak, _rss_bytes()) - base) / 2**20
+
+
+def copy_bandwidth(device: str = 'cpu', numel: int = 1 << 26, repeat: int = 5) -> float:
+    """Bytes per second of a large float32 copy (bytes read plus bytes written).
+
+    Args:
+        device (str): Device. Defaults to 'cpu'.
+        numel (int): Elements copied (256 MiB by default, beyond every cache).
+        repeat (int): Timed copies (median). Defaults to 5.
+
+    Returns:
+        float: Bytes per second.
+    """
+    x = torch.randn(numel, device=device)
+    y = torch.empty_like(x)
+    seconds = median_seconds(lambda: y.copy_(x), device, warmup=2, repeat=repeat)
+    return 2 * x.numel() * x.element_size() / seconds
+
+
+def gemm_flops(device: str = 'cpu', n: int = 2048, dtype: torch.dtype = torch.float32,
+               repeat: int = 5) -> float:
+    """Multiply-adds per second of an n x n x n matrix product (1 multiply-add = 1 FLOP).
+
+    The convention is the FLOP counter's (mmengine, the MambaOut and VMamba papers), so a model's
+    FLOPs divided by its time compare directly with this rate.
+
+    Args:
+        device (str): Device. Defaults to 'cpu'.
+        n (int): Matrix side. Defaults to 2048.
+        dtype (torch.dtype): Element type. Defaults to float32.
+        repeat (int): Timed products (median). Defaults to 5.
+
+    Returns:
+        float: Multiply-adds per second.
+    """
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    seconds = median_seconds(lambda: torch.mm(a, b, out=out), device, warmup=2, repeat=repeat)
+    return n**3 / seconds
+
+
+def device_name(device: str = 'cpu') -> str:
+    """The GPU's name, or the CPU model from ``/proc/cpuinfo``."""
+    if str(device).startswith('cuda'):
+        return torch.cuda.get_device_name()
+    name = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next(line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return name
+
+
+def environment(device: str = 'cpu') -> str:
+    """One line naming the device, threads and torch version."""
+    threads = torch.get_num_threads()
+    return (f'device: {device} ({device_name(device)}), threads: {threads}, '
+            f'torch {torch.__version__}')

@@ -24,24 +24,19 @@ materialising heads·L² scores) is recorded as skipped, as is a case whose late
 from the previous size of the same curve with the observed growth (at least linear), would exceed
 ``max_seconds`` per call.
 """
-import csv
 import math
-import os
-import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..models.layers.attention import GlobalAttention, WindowAttention
 from .measure import median_seconds, peak_memory_mb
 
 __all__ = [
-    'DEFAULT_SIZES', 'QUICK_SIZES', 'Case', 'median_seconds', 'peak_memory_mb', 'default_cases',
-    'run_scaling', 'fit_exponents', 'write_csv', 'plot_scaling', 'scaling_markdown',
-    'WindowAttention', 'GlobalAttention'
+    'DEFAULT_SIZES', 'QUICK_SIZES', 'Case', 'default_cases', 'run_scaling', 'fit_exponents'
 ]
 
 #: Default inputs (H, W): 224² to the detection resolution 800x1280.
@@ -51,60 +46,6 @@ DEFAULT_SIZES: Tuple[Tuple[int, int], ...] = ((224, 224), (320, 320), (512, 512)
 QUICK_SIZES: Tuple[Tuple[int, int], ...] = ((64, 64), (96, 96))
 #: Bytes per float32 element.
 _F32 = 4
-
-
-# ----------------------------------------------------------------------------- measuring
-# ----------------------------------------------------------------------------- mixers
-class GlobalAttention(nn.Module):
-    """Multi-head self-attention over all L tokens (the quadratic mixer), (B, L, D) in and out.
-
-    Args:
-        dim (int): Width D.
-        head_dim (int): Channels per head. Defaults to 32 (Swin's: three heads at D = 96).
-    """
-
-    def __init__(self, dim: int, head_dim: int = 32) -> None:
-        super().__init__()
-        self.num_heads = max(1, dim // head_dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        # (B, L, 3D) -> (3, B, heads, L, D/heads)
-        q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(y.transpose(1, 2).reshape(B, L, D))
-
-
-class WindowAttention(nn.Module):
-    """Attention inside non-overlapping w x w windows (Swin's mixer), (B, H, W, D) in and out.
-
-    The map is zero-padded to multiples of the window, partitioned, attended per window and put
-    back; no shift, no relative position bias (they do not change the growth).
-
-    Args:
-        dim (int): Width D.
-        window (int): Window side. Defaults to 7.
-        head_dim (int): Channels per head. Defaults to 32.
-    """
-
-    def __init__(self, dim: int, window: int = 7, head_dim: int = 32) -> None:
-        super().__init__()
-        self.window = window
-        self.attn = GlobalAttention(dim, head_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, D = x.shape
-        w = self.window
-        ph, pw = (-H) % w, (-W) % w
-        x = F.pad(x, (0, 0, 0, pw, 0, ph))
-        Hp, Wp = H + ph, W + pw
-        # (B, Hp, Wp, D) -> (B * windows, w*w, D)
-        x = x.view(B, Hp // w, w, Wp // w, w, D).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, D)
-        x = self.attn(x)
-        x = x.view(B, Hp // w, Wp // w, w, w, D).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, D)
-        return x[:, :H, :W]
 
 
 # ----------------------------------------------------------------------------- cases
@@ -329,7 +270,7 @@ def run_scaling(cases: Sequence[Case], sizes: Sequence[Tuple[int, int]],
                     x = case.inputs(h, w, device)
                     with torch.no_grad():
                         fn = lambda m=module, x=x: m(x)  # noqa: E731
-                        seconds, _ = median_seconds(fn, device, warmup, repeat)
+                        seconds = median_seconds(fn, device, warmup, repeat)
                         row['latency_ms'] = seconds * 1e3
                         if measure_memory:
                             row['memory_mb'] = peak_memory_mb(fn, device)
@@ -373,96 +314,3 @@ def fit_exponents(rows: Sequence[Dict[str, Any]], key: str = 'latency_ms') -> Li
                          points=len(pts), tokens_min=int(tokens[0]) if tokens else 0,
                          tokens_max=int(tokens[-1]) if tokens else 0))
     return fits
-
-
-def write_csv(rows: Sequence[Dict[str, Any]], path: str) -> str:
-    """Write dict rows to ``path`` (columns = keys of the first row)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ['empty'])
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in r.items()})
-    return path
-
-
-def plot_scaling(rows: Sequence[Dict[str, Any]], path: str, title: str = '') -> str:
-    """Log-log latency (top) and peak memory (bottom) against tokens L, one column per kind.
-
-    Each panel marks L = 6D as a vertical line (D of its curves: the ViT-S width for backbones,
-    the block width for single mixers). Devices are told apart by line style.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    kinds = [k for k in ('backbone', 'block') if any(r['kind'] == k for r in rows)]
-    devices = sorted({r['device'] for r in rows})
-    styles = {d: s for d, s in zip(devices, ('-', '--', ':', '-.'))}
-    xlabels = {'backbone': 'tokens L at patch 16 (H/16 · W/16)',
-               'block': 'tokens L on the stride-4 grid (H/4 · W/4)'}
-    fig, axes = plt.subplots(2, max(1, len(kinds)), figsize=(6.5 * max(1, len(kinds)), 9),
-                             squeeze=False)
-    fits = {(f['device'], f['curve']): f['exponent'] for f in fit_exponents(rows)}
-    for col, kind in enumerate(kinds):
-        kind_rows = [r for r in rows if r['kind'] == kind]
-        curves = list(dict.fromkeys(r['curve'] for r in kind_rows))
-        width = kind_rows[0]['width']
-        for row_i, (key, ylabel) in enumerate((('latency_ms', 'latency (ms)'),
-                                               ('memory_mb', 'peak memory (MiB)'))):
-            ax = axes[row_i][col]
-            for ci, curve in enumerate(curves):
-                for device in devices:
-                    pts = sorted((r['tokens'], r[key]) for r in kind_rows
-                                 if r['curve'] == curve and r['device'] == device
-                                 and r['status'] == 'ok' and np.isfinite(r[key])
-                                 and r[key] > 0)
-                    if not pts:
-                        continue
-                    label = f'{curve} [{device}]' if len(devices) > 1 else curve
-                    if key == 'latency_ms' and np.isfinite(fits.get((device, curve), np.nan)):
-                        label += f', slope {fits[(device, curve)]:.2f}'
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[device],
-                            marker='o', color=f'C{ci}', label=label)
-            ax.axvline(6 * width, color='k', linestyle=':', linewidth=1)
-            ax.text(6 * width, 1.0, f' L = 6D = {6 * width}', transform=ax.get_xaxis_transform(),
-                    va='top', ha='left', fontsize=8)
-            ax.set_xscale('log')
-            ax.set_yscale('log')
-            ax.set_xlabel(xlabels[kind])
-            ax.set_ylabel(ylabel)
-            ax.set_title(('whole backbones' if kind == 'backbone' else
-                          f'single token mixers, D = {width}') + f' — {ylabel.split(" (")[0]}')
-            ax.grid(True, which='both', alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def scaling_markdown(rows: Sequence[Dict[str, Any]], fits: Sequence[Dict[str, Any]]) -> str:
-    """Markdown: latency (ms) per curve and size, then the fitted exponents."""
-    sizes = list(dict.fromkeys((r['H'], r['W']) for r in rows))
-    keys = list(dict.fromkeys((r['device'], r['curve']) for r in rows))
-    lines = ['| device | curve | ' + ' | '.join(f'{h}×{w}' for h, w in sizes) +
-             ' | growth exponent |', '|' + '---|' * (len(sizes) + 3)]
-    exps = {(f['device'], f['curve']): f['exponent'] for f in fits}
-    for device, curve in keys:
-        cells = []
-        for h, w in sizes:
-            r = next((r for r in rows if r['device'] == device and r['curve'] == curve
-                      and (r['H'], r['W']) == (h, w)), None)
-            if r is None:
-                cells.append('')
-            elif r['status'] == 'ok':
-                cells.append(f"{r['latency_ms']:.1f} ms (L={r['tokens']})")
-            else:
-                cells.append(f"{r['status']} (L={r['tokens']})")
-        exp = exps.get((device, curve), float('nan'))
-        lines.append(f'| {device} | {curve} | ' + ' | '.join(cells) +
-                     f" | {'' if not np.isfinite(exp) else f'{exp:.2f}'} |")
-    return '\n'.join(lines)

@@ -8,8 +8,9 @@ restricted unpickler: it admits exactly the globals that torch's own weights-onl
 and replaces the listed configuration classes by :class:`OpaqueObject`, a plain container whose
 construction runs none of the pickled code.
 
-:func:`install_mmengine_loader` routes mmengine's local-file loader (``load_from``, ``--resume``,
-``tools/test.py``) through :func:`safe_load` so those paths give the same clear errors.
+:func:`load_local_checkpoint` is the same reader in the shape of an mmengine loader scheme;
+:mod:`mambaout_dense.safe_io` installs it for mmengine's ``load_from``, ``--resume`` and
+``tools/test.py`` paths. Importing this module changes nothing outside it.
 """
 import io
 import os
@@ -21,9 +22,11 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from ..errors import CheckpointError
+
 __all__ = [
     'CheckpointError', 'OpaqueObject', 'safe_load', 'extract_state_dict',
-    'install_mmengine_loader', 'INERT_CONFIG_CLASSES'
+    'describe_non_checkpoint', 'INERT_CONFIG_CLASSES', 'load_local_checkpoint'
 ]
 
 #: Classes that official checkpoints pickle only to record a configuration. They are rebuilt as
@@ -33,10 +36,6 @@ INERT_CONFIG_CLASSES = frozenset({
     'argparse.Namespace',
     'omegaconf.dictconfig.DictConfig',
 })
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: missing, unreadable, unsafe or mismatched."""
 
 
 class OpaqueObject(dict):
@@ -82,6 +81,10 @@ class _RestrictedPickleModule:
 
 
 _GLOBAL_RE = re.compile(r'GLOBAL ([\w.]+)')
+#: The first bytes of what ``torch.save`` writes: a zip archive (the default since torch 1.6) or
+#: a pickle of protocol 2 or later (the legacy format).
+_CHECKPOINT_MAGIC = (b'PK\x03\x04', b'\x80')
+_LFS_POINTER = b'version https://git-lfs'
 
 
 def _refuse(path: str, err: Exception) -> CheckpointError:
@@ -92,6 +95,38 @@ def _refuse(path: str, err: Exception) -> CheckpointError:
         'arbitrary code. Only tensors, numbers, strings and plain containers are accepted '
         '(torch.load with weights_only=True). If you trust the file, re-save its tensors '
         '(e.g. `torch.save(ckpt["state_dict"], path)`) in a trusted Python session.')
+
+
+def _not_a_checkpoint(path: str, what: str) -> CheckpointError:
+    return CheckpointError(f'{path!r} is not a PyTorch checkpoint: {what}.')
+
+
+def describe_non_checkpoint(head: bytes) -> Optional[str]:
+    """What a file is, judged from its first bytes, when it cannot be a ``torch.save`` file.
+
+    Args:
+        head (bytes): The file's first bytes (1 KiB is plenty).
+
+    Returns:
+        str | None: A description ("a Git LFS pointer file ...", "an HTML page ...",
+        "a text file ...", "binary data ..."), or None when the bytes start like a checkpoint.
+    """
+    if head.startswith(_CHECKPOINT_MAGIC):
+        return None
+    if head.startswith(_LFS_POINTER):
+        return ('it is a Git LFS pointer file, a placeholder for the real weights (fetch them '
+                'with `git lfs pull`, or download the file itself)')
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b'<!doctype html', b'<html', b'<?xml', b'<head', b'<body')):
+        return ('it is an HTML page, e.g. an error or login page saved by a download that '
+                'failed; download the weights again')
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        return ('its first bytes are neither a zip archive nor a pickle (random or corrupt '
+                'data, or another file format)')
+    first = next((line.strip() for line in text.splitlines() if line.strip()), '')
+    return f'it is a text file (first line: {first[:80]!r})'
 
 
 def safe_load(path: Union[str, os.PathLike, io.BytesIO],
@@ -106,24 +141,34 @@ def safe_load(path: Union[str, os.PathLike, io.BytesIO],
         Any: The unpickled object (usually a dict).
 
     Raises:
-        CheckpointError: The file does not exist, is not a torch checkpoint (truncated,
-            corrupt), or carries a global that could run code.
+        CheckpointError: The file does not exist, is empty, is not a PyTorch checkpoint at all
+            (text, an HTML page, a Git LFS pointer, other bytes; the message says which), is
+            truncated or corrupt, or carries a global that could run code.
     """
     if isinstance(path, io.BytesIO):
         name = '<buffer>'
         source: Any = path
+        head = path.getvalue()[:1024]
     else:
         name = osp.expanduser(os.fspath(path))
         if not osp.isfile(name):
             raise CheckpointError(f'Checkpoint file not found: {name!r}')
         if osp.getsize(name) == 0:
             raise CheckpointError(f'Checkpoint file is empty (0 bytes): {name!r}')
+        with open(name, 'rb') as f:
+            head = f.read(1024)
         source = name
+    what = describe_non_checkpoint(head)
+    if what is not None:
+        raise _not_a_checkpoint(name, what)
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         match = _GLOBAL_RE.search(str(err))
-        if match is None or match.group(1) not in INERT_CONFIG_CLASSES:
+        if match is None:  # not a refused global: the pickle stream itself is broken
+            raise _not_a_checkpoint(
+                name, f'its pickle data is corrupt ({str(err).splitlines()[0][:200]})') from None
+        if match.group(1) not in INERT_CONFIG_CLASSES:
             raise _refuse(name, err) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(
@@ -168,15 +213,13 @@ def extract_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> 'OrderedD
     return out
 
 
-def _load_from_local_safe(filename: str, map_location: Optional[Any] = None) -> Any:
-    """mmengine CheckpointLoader scheme for local files that goes through :func:`safe_load`."""
+def load_local_checkpoint(filename: str, map_location: Optional[Any] = None) -> Any:
+    """mmengine ``CheckpointLoader`` scheme for local files that reads through :func:`safe_load`.
+
+    Installed for mmengine's ``load_from``/``--resume``/``tools/test.py`` paths by
+    :mod:`mambaout_dense.safe_io`.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return safe_load(filename, map_location=map_location)
-
-
-def install_mmengine_loader() -> None:
-    """Route mmengine's loader for local paths through :func:`safe_load` (idempotent)."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local_safe, force=True)

@@ -14,11 +14,15 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from .io import CheckpointError, extract_state_dict, safe_load
+from ..errors import CheckpointError
+from .compare import check_state_dict, preview_keys
+from .io import extract_state_dict, safe_load
 
-__all__ = ['load_pretrained', 'resolve_checkpoint', 'compare_state_dicts', 'LoadReport']
+__all__ = ['load_pretrained', 'resolve_checkpoint', 'LoadReport', 'TASK_PREFIXES']
 
 StateDict = Dict[str, torch.Tensor]
+#: Prefixes under which a whole detector/segmentor checkpoint stores its backbone.
+TASK_PREFIXES = ('backbone.', )
 
 
 class LoadReport:
@@ -70,45 +74,6 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return path
 
 
-def compare_state_dicts(
-        model_state: StateDict, ckpt_state: StateDict,
-        allow_missing: Iterable[str] = ()) -> Tuple[List[str], List[str], List[str]]:
-    """Compare a converted checkpoint with a model's state dict.
-
-    Args:
-        model_state (dict): ``model.state_dict()``.
-        ckpt_state (dict): Converted checkpoint tensors.
-        allow_missing (Iterable[str]): Regexes of model keys that may be absent from the
-            checkpoint (modules added for dense prediction).
-
-    Returns:
-        tuple[list[str], list[str], list[str]]: (missing keys not allowed, allowed missing
-        keys, unexpected keys).
-
-    Raises:
-        CheckpointError: On the first shape mismatch, naming the key and both shapes.
-    """
-    patterns = [re.compile(p) for p in allow_missing]
-    for key, value in ckpt_state.items():
-        if key in model_state and tuple(model_state[key].shape) != tuple(value.shape):
-            raise CheckpointError(
-                f'Shape mismatch for {key!r}: checkpoint {tuple(value.shape)} vs model '
-                f'{tuple(model_state[key].shape)}. The checkpoint is for another architecture '
-                'or size.')
-    missing, new = [], []
-    for key in model_state:
-        if key in ckpt_state:
-            continue
-        (new if any(p.search(key) for p in patterns) else missing).append(key)
-    unexpected = [k for k in ckpt_state if k not in model_state]
-    return missing, new, unexpected
-
-
-def _preview(keys: List[str], n: int = 8) -> str:
-    more = f' ... (+{len(keys) - n} more)' if len(keys) > n else ''
-    return ', '.join(keys[:n]) + more
-
-
 def load_pretrained(model: nn.Module,
                     checkpoint: str,
                     converter: Callable[[StateDict], Tuple[StateDict, List[str]]],
@@ -135,24 +100,31 @@ def load_pretrained(model: nn.Module,
     """
     path = resolve_checkpoint(checkpoint)
     raw = extract_state_dict(safe_load(path), path)
+    name = type(model).__name__
     if prefix:
         raw = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
         if not raw:
             raise CheckpointError(f'{path!r} has no keys under prefix {prefix!r}')
-    state, ignored = converter(raw)
-    model_state = model.state_dict()
-    missing, new, unexpected = compare_state_dicts(model_state, state, allow_missing)
-    if missing or unexpected:
-        raise CheckpointError(
-            f'Checkpoint {path!r} does not match {type(model).__name__}: '
-            f'{len(missing)} missing key(s) [{_preview(missing)}], '
-            f'{len(unexpected)} unexpected key(s) [{_preview(unexpected)}].')
+    else:
+        task_prefix = next((p for p in TASK_PREFIXES if any(k.startswith(p) for k in raw)), None)
+        if task_prefix is not None:
+            raise CheckpointError(
+                f'{path!r} is a whole detector/segmentor checkpoint (its {name} weights are under '
+                f"{task_prefix!r}): load it with init_cfg=dict(type='Pretrained', "
+                f"checkpoint={path!r}, prefix={task_prefix!r}), or use load_from={path!r} to "
+                'load the whole model.')
+    try:
+        state, ignored = converter(raw)
+    except CheckpointError as err:
+        raise CheckpointError(f'{path!r} cannot be loaded into {name}: {err}') from None
+    diff = check_state_dict(model.state_dict(), state, f'Checkpoint {path!r} (for {name})',
+                            allow_missing=allow_missing,
+                            hint='It is for another architecture or size.')
     model.load_state_dict(state, strict=False)
-    report = LoadReport(sorted(state), new, ignored)
+    report = LoadReport(sorted(state), diff.allowed_missing, ignored)
     print_log(
-        f'Loaded pretrained {type(model).__name__} weights from {path}: '
-        f'{len(report.loaded)} tensors loaded, {len(new)} new (kept at init: '
-        f'{_preview(new, 4)}), {len(ignored)} checkpoint tensors ignored '
-        f'({_preview(ignored, 4)}).',
+        f'Loaded pretrained {name} weights from {path}: {len(report.loaded)} tensors loaded, '
+        f'{len(report.new)} new (kept at init: {preview_keys(report.new, 4)}), '
+        f'{len(ignored)} checkpoint tensors ignored ({preview_keys(ignored, 4)}).',
         logger='current')
     return report

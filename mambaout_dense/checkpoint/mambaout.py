@@ -12,6 +12,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from ..errors import CheckpointError
+
 __all__ = ['detect_mambaout_layout', 'convert_mambaout', 'timm_to_official']
 
 StateDict = Dict[str, torch.Tensor]
@@ -23,7 +25,7 @@ def detect_mambaout_layout(state_dict: StateDict) -> str:
     """Return ``'timm'``, ``'official'`` or ``'ours'`` for a MambaOut state dict.
 
     Raises:
-        ValueError: The keys match none of them.
+        CheckpointError: The keys match none of them.
     """
     keys = list(state_dict)
     if any(k.startswith('stem.') for k in keys) and any('.blocks.' in k for k in keys):
@@ -32,7 +34,7 @@ def detect_mambaout_layout(state_dict: StateDict) -> str:
         if any(_OURS_ONLY.match(k) for k in keys):
             return 'ours'
         return 'official'
-    raise ValueError('Not a MambaOut checkpoint: expected official keys (downsample_layers.*, '
+    raise CheckpointError('Not a MambaOut checkpoint: expected official keys (downsample_layers.*, '
                      f'stages.*) or timm keys (stem.*, stages.*.blocks.*); got {keys[:6]} ...')
 
 

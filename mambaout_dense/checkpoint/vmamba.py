@@ -21,6 +21,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from ..errors import CheckpointError
+
 __all__ = ['detect_vmamba_layout', 'convert_vmamba']
 
 StateDict = Dict[str, torch.Tensor]
@@ -41,12 +43,12 @@ def detect_vmamba_layout(state_dict: StateDict) -> str:
     """Return ``'ours'`` or ``'official'`` for a VMamba state dict.
 
     Raises:
-        ValueError: The keys are not those of a VMamba model.
+        CheckpointError: The keys are not those of a VMamba model.
     """
     keys = list(state_dict)
     if not (any(k.startswith('patch_embed.') for k in keys)
             and any(_BLOCK.match(k) for k in keys)):
-        raise ValueError('Not a VMamba checkpoint: expected keys patch_embed.* and '
+        raise CheckpointError('Not a VMamba checkpoint: expected keys patch_embed.* and '
                          f'layers.{{i}}.blocks.{{j}}.*; got {keys[:6]} ...')
     if any(_OURS_ONLY.match(k) for k in keys) and not any(
             k.startswith(('classifier.', 'head.', 'outnorm')) for k in keys):
@@ -66,7 +68,7 @@ def convert_vmamba(state_dict: StateDict) -> Tuple[StateDict, List[str]]:
         (the classifier).
 
     Raises:
-        ValueError: It is not a VMamba checkpoint.
+        CheckpointError: It is not a VMamba checkpoint.
     """
     if detect_vmamba_layout(state_dict) == 'ours':
         return OrderedDict(state_dict), []

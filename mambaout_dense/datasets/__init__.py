@@ -1,7 +1,11 @@
-"""Datasets for mambaout_dense: synthetic COCO/ADE20K-format generators.
+"""Datasets for mambaout_dense: synthetic COCO/ADE20K-format generators and validating adapters.
 
 Importing this package pulls in numpy, OpenCV and pycocotools only (no mmdet/mmseg), so the
-generators can run before, or without, the OpenMMLab task packages.
+generators run before, or without, the OpenMMLab task packages. The adapters import their task
+package and are loaded by the configs that use them (``custom_imports``):
+:mod:`~mambaout_dense.datasets.checked_coco` (mmdet) and
+:mod:`~mambaout_dense.datasets.checked_ade` (mmseg); :mod:`~mambaout_dense.datasets.checks` and
+:mod:`~mambaout_dense.datasets.coco_json` hold what they share.
 """
 from .synthetic import (
                         ADE_CLASSES,

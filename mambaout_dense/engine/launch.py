@@ -1,15 +1,16 @@
-"""Shared set-up for ``tools/train.py`` and ``tools/test.py``.
+"""Command-line glue of ``tools/*.py`` (nothing in the library imports this module).
 
 Generic over detection and segmentation: the config's ``default_scope`` (``mmdet`` or ``mmseg``)
-picks the task registries. Handles what mmengine leaves to the user: ``--cfg-options`` keys that
-do not exist or do not parse, distributed runs on machines without CUDA (gloo, no
-``torch.cuda.set_device``) with a bounded collective timeout, data folders that are missing,
-checkpoints that must load with ``weights_only=True``, and the fault-tolerance hooks of
-:mod:`mambaout_dense.engine.reliability` that every training run gets.
+picks the task registries (:mod:`mambaout_dense.builder`). Handles what mmengine leaves to the
+user: ``--cfg-options`` keys that do not exist or do not parse, distributed runs on machines
+without CUDA (gloo, no ``torch.cuda.set_device``) with a bounded collective timeout, data folders
+that are missing, the fault-tolerance hooks that every training run gets (divergence guard, exact
+resume, checkpoint compatibility, prune-after-save), errors turned into one message and an exit
+code without a traceback (:func:`run_main`), and warnings the user cannot act on silenced
+(:func:`quiet_known_warnings`).
 """
 import argparse
 import difflib
-import json
 import os
 import os.path as osp
 from datetime import timedelta
@@ -19,22 +20,17 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
+from ..datasets.paths import check_data_paths
+from ..errors import UsageError
+
 __all__ = [
-    'UsageError', 'DataError', 'CfgOptionsAction', 'load_config', 'apply_cfg_options',
-    'default_work_dir', 'check_work_dir', 'setup_distributed', 'ensure_plain_checkpoints',
-    'ensure_reliability_hooks', 'check_data_paths', 'init_task_scope', 'describe_lost_peer'
+    'CfgOptionsAction', 'apply_cfg_options', 'default_work_dir', 'check_work_dir',
+    'setup_distributed', 'ensure_plain_checkpoints', 'ensure_reliability_hooks',
+    'reliability_hooks', 'check_data_paths', 'describe_lost_peer', 'replace_sync_bn',
+    'quiet_known_warnings', 'run_main'
 ]
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-class UsageError(ValueError):
-    """A command-line argument or config option is wrong; shown without a traceback."""
-
-
-class DataError(FileNotFoundError):
-    """A dataset file or folder named by the config does not exist or cannot be read."""
-
 
 class CfgOptionsAction(DictAction):
     """mmengine's ``DictAction`` whose syntax errors are argparse usage errors (exit 2).
@@ -53,16 +49,6 @@ class CfgOptionsAction(DictAction):
             super().__call__(parser, namespace, values, option_string)
         except (ValueError, AssertionError) as err:
             raise argparse.ArgumentError(self, f'cannot parse {" ".join(values)!r}: {err}')
-
-
-def load_config(path: str) -> Config:
-    """Read a config file, with a clear error when it does not exist or does not parse."""
-    if not osp.isfile(path):
-        raise UsageError(f'Config file not found: {path!r}')
-    try:
-        return Config.fromfile(path)
-    except (SyntaxError, ImportError, KeyError, FileNotFoundError) as err:
-        raise UsageError(f'Could not read config {path!r}: {type(err).__name__}: {err}') from err
 
 
 def _flatten(cfg: Any, prefix: str = '') -> Iterator[str]:
@@ -127,25 +113,6 @@ def check_work_dir(work_dir: str) -> None:
         raise UsageError(f'cannot create the work dir {work_dir!r}: {err.strerror}') from None
     if not os.access(work_dir, os.W_OK | os.X_OK):
         raise UsageError(f'the work dir {work_dir!r} is not writable')
-
-
-def init_task_scope(cfg: Config) -> str:
-    """Import the task package named by ``default_scope`` and register its modules.
-
-    Returns:
-        str: The scope (``mmdet`` or ``mmseg``).
-    """
-    scope = cfg.get('default_scope', None)
-    if scope == 'mmdet':
-        from mmdet.utils import register_all_modules
-        register_all_modules(init_default_scope=False)
-    elif scope == 'mmseg':
-        from mmseg.utils import register_all_modules
-        register_all_modules(init_default_scope=False)
-    else:
-        raise UsageError(f"Config default_scope must be 'mmdet' or 'mmseg', got {scope!r}")
-    import mambaout_dense  # noqa: F401  (registers backbones, hooks, datasets)
-    return scope
 
 
 def setup_distributed(cfg: Config, launcher: str) -> None:
@@ -229,9 +196,20 @@ def ensure_plain_checkpoints(cfg: Config) -> None:
     cfg.custom_hooks = hooks
 
 
+def reliability_hooks(action: Optional[str] = None) -> List[Tuple[str, dict]]:
+    """(type name, config) of the hooks ``tools/train.py`` adds to every run."""
+    guard = dict(type='mambaout_dense.DivergenceGuardHook')
+    if action:
+        guard['action'] = action
+    return [('DivergenceGuardHook', guard),
+            ('RandomStateHook', dict(type='mambaout_dense.RandomStateHook')),
+            ('CheckpointCompatibilityHook',
+             dict(type='mambaout_dense.CheckpointCompatibilityHook'))]
+
+
 def ensure_reliability_hooks(cfg: Config, on_divergence: Optional[str] = None,
                              training: bool = True) -> None:
-    """Add the fault-tolerance hooks of :mod:`mambaout_dense.engine.reliability` to ``cfg``.
+    """Add the fault-tolerance hooks of :mod:`mambaout_dense.engine` to ``cfg``.
 
     Training runs get ``DivergenceGuardHook`` (NaN/Inf loss: stop or skip),
     ``RandomStateHook`` (exact resume) and ``CheckpointCompatibilityHook`` (refuse checkpoints
@@ -245,7 +223,6 @@ def ensure_reliability_hooks(cfg: Config, on_divergence: Optional[str] = None,
             ``DivergenceGuardHook(action=...)``. Defaults to None.
         training (bool): A training run. Defaults to True.
     """
-    from .reliability import reliability_hooks
     hooks: List[dict] = list(cfg.get('custom_hooks', None) or [])
     by_name = {str(h.get('type', '')).split('.')[-1]: h for h in hooks}
     for name, hook in reliability_hooks(on_divergence):
@@ -260,77 +237,6 @@ def ensure_reliability_hooks(cfg: Config, on_divergence: Optional[str] = None,
     if training and checkpoint and checkpoint.get('type') in ('CheckpointHook',
                                                               'mmengine.CheckpointHook'):
         checkpoint['type'] = 'mambaout_dense.SafeCheckpointHook'
-
-
-def _dataset_cfgs(cfg: Any) -> Iterator[dict]:
-    if isinstance(cfg, dict):
-        if 'dataset' in cfg and isinstance(cfg['dataset'], dict):
-            yield from _dataset_cfgs(cfg['dataset'])
-        elif 'datasets' in cfg:
-            for sub in cfg['datasets']:
-                yield from _dataset_cfgs(sub)
-        else:
-            yield cfg
-
-
-def _dataset_paths(ds: dict) -> List[Tuple[str, str]]:
-    root = ds.get('data_root', '') or ''
-    paths = []
-    if root:
-        paths.append(('data_root', root))
-    if ds.get('ann_file'):
-        paths.append(('ann_file', osp.join(root, ds['ann_file'])))
-    for key, value in (ds.get('data_prefix', None) or {}).items():
-        if isinstance(value, str) and value:
-            paths.append((f'data_prefix.{key}', osp.join(root, value)))
-    return paths
-
-
-def _check_json(split: str, path: str) -> None:
-    """Parse a ``.json`` annotation file once; raise :class:`DataError` naming it if malformed.
-
-    pycocotools' own error does not name the file, and a bad validation file would otherwise
-    fail only after the first training epoch.
-    """
-    try:
-        with open(path, 'rb') as f:
-            json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f'{split}: ann_file is not valid JSON: {path!r} ({err}). Regenerate or '
-                        f're-download it.') from err
-
-
-def check_data_paths(cfg: Config, splits: Tuple[str, ...]) -> None:
-    """Fail early, naming the path, when a dataset folder or annotation file is missing, or
-    when a ``.json`` annotation file does not parse.
-
-    Args:
-        cfg (Config): The config.
-        splits (tuple[str]): Dataloader keys to check, e.g. ('train_dataloader',).
-
-    Raises:
-        DataError: With the missing path and how to get data (download or synthetic).
-    """
-    scope = cfg.get('default_scope', 'mmdet')
-    kind = 'coco' if scope == 'mmdet' else 'ade'
-    for split in splits:
-        loader = cfg.get(split, None)
-        if not loader:
-            continue
-        for ds in _dataset_cfgs(loader.get('dataset', {})):
-            for what, path in _dataset_paths(ds):
-                if path.startswith(('http://', 'https://', 's3://')):
-                    continue
-                if not osp.exists(path):
-                    root = ds.get('data_root', '') or osp.dirname(path)
-                    raise DataError(
-                        f'{split}: {what} not found: {path!r}. Put the dataset there (see '
-                        f'README.md, "Datasets"), set data_root with --cfg-options, or make a '
-                        f'synthetic one: python {osp.join(REPO_ROOT, "tools", "make_synthetic.py")}'
-                        f' {kind} --out {root}')
-                if what == 'ann_file' and path.endswith('.json'):
-                    _check_json(split, path)
-
 
 
 def replace_sync_bn(cfg: Config) -> int:
@@ -361,3 +267,68 @@ def replace_sync_bn(cfg: Config) -> int:
         print_log(f'single process: {changed} SyncBN norm config(s) replaced by BN',
                   logger='current')
     return changed
+
+
+#: Warnings raised by our dependencies on every run that a user of the tools cannot act on:
+#: (category, regex of the message).
+KNOWN_WARNINGS = (
+    (UserWarning, r'pkg_resources is deprecated as an API'),
+    (DeprecationWarning, r'pkg_resources is deprecated as an API'),
+    (DeprecationWarning, r'Deprecated call to `pkg_resources\.declare_namespace'),
+)
+
+_BN_SINGLE = 'Expected more than 1 value per channel when training'
+
+
+def quiet_known_warnings() -> None:
+    """Silence :data:`KNOWN_WARNINGS` (and only those); call before importing mmcv/mmdet/mmseg."""
+    import warnings
+    for category, message in KNOWN_WARNINGS:
+        warnings.filterwarnings('ignore', message=message, category=category)
+
+
+def explain_error(err: BaseException) -> Optional[Tuple[str, int]]:
+    """(message, exit code) for an error a tool should report without a traceback, else None.
+
+    Covers our own errors (:class:`~mambaout_dense.errors.MambaOutDenseError`), a collective that
+    failed because another rank died or hung, and BatchNorm given one value per channel (a batch
+    of one image with BN in a head).
+    """
+    from ..errors import MambaOutDenseError, exit_code
+    if isinstance(err, MambaOutDenseError):
+        return str(err), exit_code(err)
+    if isinstance(err, ValueError) and _BN_SINGLE in str(err):
+        return ('a BatchNorm layer received one value per channel in training (the batch holds '
+                'a single image, and a head such as UperNet\'s pooling branch normalises a 1x1 '
+                'map with BN). Set train_dataloader.batch_size to 2 or more (--cfg-options '
+                'train_dataloader.batch_size=2), or use GN/LN in that head '
+                f'(norm_cfg). [{err}]'), 2
+    if isinstance(err, RuntimeError):
+        lost = describe_lost_peer(err)
+        if lost is not None:
+            return lost, 1
+    return None
+
+
+def run_main(body, *args: Any) -> int:
+    """Run a tool's body; known errors become ``error: ...`` on stderr and an exit code.
+
+    Args:
+        body (Callable): The tool's work; its return value is ignored.
+        *args: Passed to ``body``.
+
+    Returns:
+        int: 0 on success, else the code of :func:`explain_error` (2 bad input, 1 failed run).
+        Errors that :func:`explain_error` does not know propagate with their traceback.
+    """
+    import sys
+    try:
+        body(*args)
+    except Exception as err:  # noqa: BLE001 - re-raised below unless explained
+        explained = explain_error(err)
+        if explained is None:
+            raise
+        message, code = explained
+        print(f'error: {message}', file=sys.stderr)
+        return code
+    return 0

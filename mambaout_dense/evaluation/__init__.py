@@ -1,4 +1,5 @@
-"""Evaluation metrics that validate their inputs (registered in ``mambaout_dense.registry``)."""
-from .coco_metric import CheckedCocoMetric
+"""Evaluation metrics that validate their inputs.
 
-__all__ = ['CheckedCocoMetric']
+The metrics import their task package (mmdet), so this package imports none of them: a config
+loads the one it uses with ``custom_imports`` (``mambaout_dense.evaluation.coco_metric``).
+"""

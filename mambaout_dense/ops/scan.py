@@ -21,13 +21,24 @@ Backends (see :func:`available_backends`):
 - ``reference``: the plain sequential loop over the sequence (float32, float64 for float64
   inputs), differentiated by autograd. The oracle of the tests; slow.
 - ``torch``: chunked pure-PyTorch scan with an explicit backward (CPU and GPU).
-- ``cpu``: compiled C++ kernel (``python -m mambaout_dense.ops.csrc.build``), CPU tensors.
+- ``cpu``: compiled C++ kernel for CPU tensors (float32), available once
+  ``python -m mambaout_dense.ops.csrc.build`` has built and checked it for the running torch.
 - ``triton``: fused Triton kernels for forward and backward, CUDA tensors.
 - ``mamba_ssm``: the CUDA kernel of the ``mamba_ssm`` package, when it is installed.
 
-The backend is chosen per call in this order: the ``backend`` argument, then
-:func:`set_default_backend`, then the environment variable ``MAMBAOUT_DENSE_SCAN_BACKEND``, then
-:func:`get_default_backend` for the tensors' device.
+The backend is chosen per call, first match wins:
+
+1. the ``backend`` argument (the backbones' ``scan_backend`` config key passes it);
+2. :func:`set_default_backend`;
+3. the environment variable ``MAMBAOUT_DENSE_SCAN_BACKEND`` (a backend name);
+4. the fixed rule of :func:`get_default_backend`, by the tensors' device: CUDA tensors use
+   ``triton`` when Triton imports, else ``torch``; CPU tensors use ``cpu`` when the compiled
+   kernel is built for the running torch, else ``torch``; other devices use ``torch``.
+   ``reference`` and ``mamba_ssm`` are only used when asked for. No timing is involved, so the
+   choice is the same on every machine with the same software.
+
+A name that is unknown, unavailable in this process or unable to run on the tensors' device
+raises a ``ValueError`` that says where the name came from and lists the usable backends.
 """
 import os
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -40,6 +51,10 @@ from torch.autograd.function import once_differentiable
 
 ENV_VAR = 'MAMBAOUT_DENSE_SCAN_BACKEND'
 BACKEND_NAMES = ('reference', 'torch', 'cpu', 'triton', 'mamba_ssm')
+# The automatic choice: per device type, the preferred backend when it is available, else
+# FALLBACK_BACKEND.
+PREFERRED_BACKENDS = {'cuda': 'triton', 'cpu': 'cpu'}
+FALLBACK_BACKEND = 'torch'
 
 # Gradients returned by a backend, in the order of the differentiable inputs.
 Grads = Tuple[Optional[Tensor], ...]
@@ -75,15 +90,12 @@ class Backend(NamedTuple):
             dlast_state)`` -> gradients of ``(u, delta, A, B, C, D, z, delta_bias)`` in the
             compute dtype (``None`` for absent inputs; ``dlast_state`` may be ``None``). ``None``
             means the backward re-runs ``forward`` under autograd.
-        auto (Callable[[torch.device], bool]): Whether :func:`get_default_backend` may pick it
-            for a device. Defaults to never.
     """
     name: str
     probe: Callable[[], Optional[str]]
     supports: Callable[[torch.device], bool]
     forward: Callable
     backward: Optional[Callable]
-    auto: Callable[[torch.device], bool] = lambda device: False
 
 
 _REGISTRY: Dict[str, Backend] = {}
@@ -123,13 +135,13 @@ def available_backends(device: Union[None, str, torch.device] = None) -> List[st
     return names
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str, source: str = '') -> None:
     if name not in BACKEND_NAMES:
-        raise ValueError(f'Unknown selective-scan backend {name!r}; available backends: '
+        raise ValueError(f'Unknown selective-scan backend {name!r}{source}; available backends: '
                          f'{available_backends()}')
     reason = _unavailable_reason(name)
     if reason is not None:
-        raise ValueError(f'Selective-scan backend {name!r} is not available ({reason}); '
+        raise ValueError(f'Selective-scan backend {name!r}{source} is not available ({reason}); '
                          f'available backends: {available_backends()}')
 
 
@@ -146,12 +158,13 @@ def set_default_backend(name: Optional[str]) -> None:
 
 
 def get_default_backend(device: Union[str, torch.device] = 'cpu') -> str:
-    """The backend chosen automatically for tensors on ``device``.
+    """The backend chosen automatically for tensors on ``device``, by a fixed rule.
 
-    CUDA: ``triton`` when Triton imports, else ``torch`` (``mamba_ssm`` is only used when asked
-    for). CPU: ``cpu`` when the compiled kernel is built and was measured faster than ``torch``
-    when it was built, else ``torch``. The :func:`set_default_backend` choice and the
-    ``MAMBAOUT_DENSE_SCAN_BACKEND`` variable are not consulted here.
+    CUDA tensors: ``triton`` when Triton imports, else ``torch``. CPU tensors: ``cpu`` when the
+    compiled kernel is built (and checked) for the running torch, else ``torch``. Any other
+    device: ``torch``. ``reference`` and ``mamba_ssm`` are never chosen automatically. The
+    :func:`set_default_backend` choice and the ``MAMBAOUT_DENSE_SCAN_BACKEND`` variable, which
+    take precedence in :func:`selective_scan`, are not consulted here.
 
     Args:
         device (str | torch.device): Device of the scanned tensors. Defaults to 'cpu'.
@@ -160,24 +173,26 @@ def get_default_backend(device: Union[str, torch.device] = 'cpu') -> str:
         str: Backend name.
     """
     device = torch.device(device)
-    for name in ('mamba_ssm', 'triton', 'cpu'):
-        if name in _REGISTRY and _unavailable_reason(name) is None \
-                and _REGISTRY[name].supports(device) and _REGISTRY[name].auto(device):
-            return name
-    return 'torch'
+    name = PREFERRED_BACKENDS.get(device.type)
+    if name is not None and name in _REGISTRY and _unavailable_reason(name) is None \
+            and _REGISTRY[name].supports(device):
+        return name
+    return FALLBACK_BACKEND
 
 
 def _resolve_backend(backend: Optional[str], device: torch.device) -> str:
-    if backend is None:
-        backend = _DEFAULT
-    if backend is None:
-        backend = os.environ.get(ENV_VAR) or None
+    source = ''
+    if backend is None and _DEFAULT is not None:
+        backend, source = _DEFAULT, ' (set by set_default_backend)'
+    if backend is None and os.environ.get(ENV_VAR):
+        backend, source = os.environ[ENV_VAR], f' (from the environment variable {ENV_VAR})'
     if backend is None:
         backend = get_default_backend(device)
-    _check_name(backend)
+    _check_name(backend, source)
     if not _REGISTRY[backend].supports(device):
-        raise ValueError(f'Selective-scan backend {backend!r} does not run on {device.type} '
-                         f'tensors; backends for {device.type}: {available_backends(device)}')
+        raise ValueError(f'Selective-scan backend {backend!r}{source} does not run on '
+                         f'{device.type} tensors; backends for {device.type}: '
+                         f'{available_backends(device)}')
     key = (backend, device.type)
     if key not in _REPORTED:
         _REPORTED.add(key)

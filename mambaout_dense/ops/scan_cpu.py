@@ -1,24 +1,29 @@
 """The ``cpu`` backend: the compiled C++ selective scan of ``csrc/selective_scan_cpu.cpp``.
 
 Implements the recurrence of "Mamba: Linear-Time Sequence Modeling with Selective State Spaces"
-(Gu & Dao, arXiv:2312.00752) in float32 for CPU tensors. The extension is never compiled at
-import: ``python -m mambaout_dense.ops.csrc.build`` (run by ``tools/install.sh``) builds it into
-``mambaout_dense/ops/csrc/build/`` and records there whether it beat the ``torch`` backend on
-this machine; without a build for the running torch version the backend is unavailable.
+(Gu & Dao, arXiv:2312.00752) in float32 for CPU tensors, with AVX-512, AVX2 or portable vector
+code picked by the CPU at run time. The extension is never compiled at import:
+``python -m mambaout_dense.ops.csrc.build`` (run by ``tools/install.sh``) builds it into
+``mambaout_dense/ops/csrc/build/``, checks it against the reference, and only then writes
+``meta.json`` with the torch version it was built for. Without a checked build for the running
+torch version the backend is unavailable; with one it is the default for CPU tensors (see
+:func:`mambaout_dense.ops.get_default_backend`).
 """
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
 import os.path as osp
 from types import ModuleType
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .scan import Backend, Grads, ScanInputs, register_backend
+from .scan import _PROBED, Backend, Grads, ScanInputs, register_backend
 
 LIB_NAME = 'mambaout_dense_scan_cpu'
+SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'selective_scan_cpu.cpp')
 BUILD_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'build')
 META_FILE = 'meta.json'
 
@@ -42,6 +47,9 @@ def _load() -> Tuple[Optional[ModuleType], Optional[str], dict]:
         if meta.get('torch') != torch.__version__:
             reason = (f"built for torch {meta.get('torch')}, running {torch.__version__}; "
                       'rebuild with `python -m mambaout_dense.ops.csrc.build`')
+        elif meta.get('source_sha1') is None or meta.get('source_sha1') != source_sha1():
+            reason = ('built from another version of selective_scan_cpu.cpp; rebuild with '
+                      '`python -m mambaout_dense.ops.csrc.build`')
         else:
             try:
                 spec = importlib.util.spec_from_file_location(LIB_NAME, lib)
@@ -51,6 +59,49 @@ def _load() -> Tuple[Optional[ModuleType], Optional[str], dict]:
                 module, reason = None, f'{lib} does not load: {e}'
     _state.update(module=module, reason=reason, meta=meta)
     return module, reason, meta
+
+
+def source_sha1() -> Optional[str]:
+    """SHA-1 of the kernel's source (None when it is missing), recorded by the build so that a
+    stale build is not used."""
+    try:
+        with open(SOURCE, 'rb') as f:
+            return hashlib.sha1(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def use_module(module: Optional[ModuleType]) -> None:
+    """Use an already loaded extension (the build's check), or forget it (``None``)."""
+    _state.clear()
+    _PROBED.pop('cpu', None)
+    if module is not None:
+        _state.update(module=module, reason=None, meta={'torch': torch.__version__})
+
+
+def kernel_isa() -> Optional[str]:
+    """The instruction set the kernel's forward uses here (``avx512``, ``avx2``, ``portable``),
+    or None when the backend is unavailable."""
+    module = _load()[0]
+    return None if module is None else module.isa()
+
+
+def kernel_isas() -> List[str]:
+    """The instruction sets the kernel can run on this CPU, best first (empty when unavailable)."""
+    module = _load()[0]
+    return [] if module is None else list(module.isas())
+
+
+def set_kernel_isa(name: str) -> None:
+    """Run the kernel's forward with instruction set ``name`` (one of :func:`kernel_isas`).
+
+    Raises:
+        RuntimeError: When the backend is unavailable or the CPU lacks ``name``.
+    """
+    module, reason, _ = _load()
+    if module is None:
+        raise RuntimeError(f'the cpu selective-scan backend is unavailable: {reason}')
+    module.set_isa(name)
 
 
 def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -83,5 +134,4 @@ def cpu_backward(inputs: ScanInputs, saved: Tuple[Tensor, ...], delta_softplus: 
 
 register_backend(
     Backend('cpu', probe=lambda: _load()[1], supports=lambda device: device.type == 'cpu',
-            forward=cpu_forward, backward=cpu_backward,
-            auto=lambda device: bool(_load()[2].get('faster_than_torch', False))))
+            forward=cpu_forward, backward=cpu_backward))

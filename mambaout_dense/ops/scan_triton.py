@@ -150,4 +150,4 @@ def triton_backward(inputs: ScanInputs, saved: Tuple[Tensor, ...], delta_softplu
 
 register_backend(
     Backend('triton', probe=_probe, supports=_supports, forward=triton_forward,
-            backward=triton_backward, auto=lambda device: device.type == 'cuda'))
+            backward=triton_backward))

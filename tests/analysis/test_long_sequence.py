@@ -1,4 +1,4 @@
-"""The long-sequence probe reproduces the paper's numbers (REFERENCE.md section 1) exactly."""
+"""The long-sequence probe reproduces the paper's numbers (docs/reference.md section 1) exactly."""
 import json
 import os.path as osp
 import subprocess
@@ -8,11 +8,12 @@ import pytest
 from mmengine.config import Config
 
 from mambaout_dense.analysis import long_sequence as ls
+from mambaout_dense.builder import build_backbone_by_name, is_backbone_name
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO_ROOT, 'tools', 'analysis', 'long_sequence.py')
 
-# MambaOut-T per-stage table of REFERENCE.md section 1 (tokens L, L/(6D)), D = 96/192/384/576.
+# MambaOut-T per-stage table of docs/reference.md section 1 (tokens L, L/(6D)), D = 96/192/384/576.
 REFERENCE_GRID = """\
 | input | stride 4 | stride 8 | stride 16 | stride 32 |
 |---|---|---|---|---|
@@ -25,7 +26,7 @@ SHAPES = [(224, 224), (800, 1280), (512, 512), (512, 2048)]
 
 def test_mambaout_tiny_stage_table_matches_reference_exactly():
     """Dims and strides come from the built backbone, and the table equals the paper's."""
-    model = ls.build_backbone_from_spec('mambaout_tiny')
+    model = build_backbone_by_name('mambaout_tiny')
     dims, strides = ls.backbone_geometry(model)
     assert dims == [96, 192, 384, 576] and strides == [4, 8, 16, 32]
     rows = ls.analyse(dims, strides, SHAPES, model='MambaOut-T')
@@ -71,16 +72,16 @@ def test_config_default_shape_is_the_papers_test_resolution(config, shape):
 
 
 def test_hybrid_and_vmamba_geometry_read_from_the_model():
-    dims, strides = ls.backbone_geometry(ls.build_backbone_from_spec('hybrid_test'))
+    dims, strides = ls.backbone_geometry(build_backbone_by_name('hybrid_test'))
     assert dims == [16, 24, 32, 48] and strides == [4, 8, 16, 32]
-    dims, _ = ls.backbone_geometry(ls.build_backbone_from_spec('vmamba_tiny'))
+    dims, _ = ls.backbone_geometry(build_backbone_by_name('vmamba_tiny'))
     assert dims == [96, 192, 384, 768]
 
 
 def test_spec_and_shape_errors():
     with pytest.raises(ValueError, match='valid names'):
-        ls.build_backbone_from_spec('mambaout_huge')
-    assert not ls.is_backbone_spec('configs/mask_rcnn_mambaout_t.py')
+        build_backbone_by_name('mambaout_huge')
+    assert not is_backbone_name('configs/mask_rcnn_mambaout_t.py')
     assert ls.parse_shapes(['224', '224', '800x1280']) == [(224, 224), (800, 1280)]
     with pytest.raises(ValueError, match='no width'):
         ls.parse_shapes(['224'])

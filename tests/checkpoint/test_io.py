@@ -91,7 +91,7 @@ def test_buffer_and_non_dict(tmp_path):
 def test_mmengine_local_loader_goes_through_safe_load(tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    import mambaout_dense  # noqa: F401  (installs the loader)
+    import mambaout_dense.safe_io  # noqa: F401  (installs the loader)
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
     with open(path, 'wb') as f:

@@ -12,7 +12,7 @@ import socket
 import pytest
 from mmengine.config import Config
 
-from mambaout_dense.analysis.flops import build_task_model
+from mambaout_dense.builder import build_model
 
 from .helpers import REPO_ROOT, explain, run_tool
 
@@ -67,7 +67,7 @@ def _heads_in_channels(model) -> list:
 def test_config_loads_builds_offline_and_heads_match_backbone(name, no_network):
     cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
     assert cfg.default_scope in ('mmdet', 'mmseg')
-    model = build_task_model(cfg)
+    model = build_model(cfg)
     out_channels = list(model.backbone.out_channels)
     consumers = _heads_in_channels(model)
     assert consumers, f'{name}: neither a neck nor a decode head'

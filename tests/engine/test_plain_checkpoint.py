@@ -84,7 +84,7 @@ def test_history_buffer_round_trip():
 def test_resume_with_weights_only(tmp_path):
     import pytest
 
-    import mambaout_dense  # noqa: F401
+    import mambaout_dense.engine  # noqa: F401
     runner = _runner(tmp_path, max_iters=6, crash_at=3)
     with pytest.raises(_Crash):
         runner.train()

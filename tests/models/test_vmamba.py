@@ -15,7 +15,7 @@ from mambaout_dense.checkpoint.vmamba import convert_vmamba
 from mambaout_dense.models import VMamba
 from mambaout_dense.models.backbones.vmamba import SS2D
 
-# Backbone parameters including the four output norms (REFERENCE.md section 4).
+# Backbone parameters including the four output norms (docs/reference.md section 4).
 PARAMS_M = {'tiny': 29.48, 'small': 49.38, 'base': 87.53}
 # A small Vanilla (v0) variant: channels-last, gated SS2D, patch merging, no MLP.
 V0_TEST = dict(depths=(1, 1, 1, 1), dims=(16, 32, 48, 64), d_state=4, ssm_ratio=2.0,
@@ -111,12 +111,6 @@ def test_ssm_initialisation_survives_init_weights():
     assert torch.all(model.layers[1].blocks[0].mlp.fc1.bias == 0)
 
 
-def test_registry_build_from_root_with_scope():
-    from mmengine.registry import MODELS as ROOT
-    model = ROOT.build(dict(type='mambaout_dense.VMamba', arch='test'))
-    assert isinstance(model, VMamba)
-
-
 def test_arch_errors():
     with pytest.raises(ValueError, match='valid names: .*vanilla_tiny'):
         VMamba('tinny')
@@ -129,17 +123,6 @@ def test_arch_errors():
 
 
 # --------------------------------------------------------------------------------- outputs
-@pytest.mark.parametrize('hw', [(112, 137), (65, 65)])
-def test_odd_input_sizes_v2(hw):
-    model = VMamba('test').eval()
-    h, w = hw
-    with torch.no_grad():
-        outs = model(torch.rand(1, 3, h, w))
-    assert [o.shape[1] for o in outs] == [16, 32, 48, 64]
-    for out, stride in zip(outs, (4, 8, 16, 32)):
-        assert out.shape[-2:] == (-(-h // stride), -(-w // stride))  # ceil: padded convs
-
-
 def test_odd_input_sizes_v0():
     model = VMamba(V0_TEST).eval()
     with torch.no_grad():
@@ -148,54 +131,6 @@ def test_odd_input_sizes_v0():
     assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 17), (1, 32, 8, 9), (1, 48, 4, 5),
                                               (1, 64, 2, 3)]
     assert all(o.is_contiguous() for o in outs)
-
-
-def test_out_indices_subset():
-    model = VMamba('test', out_indices=(1, -1)).eval()
-    with torch.no_grad():
-        outs = model(torch.rand(2, 3, 64, 64))
-    assert [tuple(o.shape) for o in outs] == [(2, 32, 8, 8), (2, 64, 2, 2)]
-    assert model.out_channels == [32, 64] and model.out_strides == [8, 32]
-    assert model.output_shape() == {'stage1': {'channels': 32, 'stride': 8},
-                                    'stage3': {'channels': 64, 'stride': 32}}
-    assert hasattr(model, 'norm1') and hasattr(model, 'norm3') and not hasattr(model, 'norm0')
-    # an earlier last index stops the forward early; the returned map is the same
-    early = VMamba('test', out_indices=(1, ))
-    early.load_state_dict({k: v for k, v in model.state_dict().items()
-                           if not k.startswith('norm3')})
-    with torch.no_grad():
-        torch.testing.assert_close(early.eval()(torch.ones(1, 3, 64, 64))[0],
-                                   model(torch.ones(1, 3, 64, 64))[0])
-
-
-def test_frozen_stages_get_no_grad_and_stay_eval():
-    model = VMamba('test', frozen_stages=2, drop_path_rate=0.1)
-    model.init_weights()
-    model.train()
-    assert not model.patch_embed.training
-    assert not model.layers[1].training and not model.layers[1].downsample.training
-    assert model.layers[2].training
-    out = model(torch.rand(1, 3, 32, 32))
-    sum(o.sum() for o in out).backward()
-    for name, p in model.named_parameters():
-        frozen = name.startswith(('patch_embed.', 'layers.0.', 'layers.1.', 'norm0.', 'norm1.'))
-        assert (p.grad is None) == frozen, name
-        assert p.requires_grad != frozen, name
-
-
-@pytest.mark.parametrize('arch', ['test', 'v0'])
-def test_with_cp_same_gradients(arch):
-    arch = V0_TEST if arch == 'v0' else arch
-    a = VMamba(arch)
-    b = VMamba(arch, with_cp=True)
-    b.load_state_dict(a.state_dict())
-    x = torch.rand(2, 3, 32, 48)
-    for m in (a, b):
-        m.train()
-        sum(o.square().mean() for o in m(x)).backward()
-    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
-        assert pa.grad is not None, name
-        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_drop_path_rates_and_behaviour():
@@ -331,7 +266,7 @@ def test_convert_vmamba_official_legacy_and_ours():
     same, none = convert_vmamba(ours)
     assert none == [] and list(same) == list(ours)
     assert all(same[k] is ours[k] for k in ours)
-    with pytest.raises(ValueError, match='Not a VMamba checkpoint'):
+    with pytest.raises(CheckpointError, match='Not a VMamba checkpoint'):
         convert_vmamba({'downsample_layers.0.conv1.weight': torch.zeros(1)})
 
 
@@ -385,7 +320,7 @@ def test_pretrained_wrong_shape_and_missing_key(tmp_path):
     bad = dict(sd, **{key: torch.zeros(4, 3 + 32, 48)})  # a d_state-16 checkpoint
     torch.save({'model': bad}, path)
     with pytest.raises(CheckpointError,
-                       match=r"Shape mismatch for 'layers\.2\.blocks\.0\.op\.x_proj_weight': "
+                       match=r"shape mismatch for 'layers\.2\.blocks\.0\.op\.x_proj_weight': "
                        r'checkpoint \(4, 35, 48\) vs model \(4, 5, 48\)'):
         VMamba('test', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
     missing = {k: v for k, v in sd.items() if k != 'layers.1.blocks.0.op.A_logs'}

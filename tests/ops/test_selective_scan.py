@@ -296,11 +296,70 @@ def test_backend_choice_order(monkeypatch):
     assert ref.calls == 2 and get_default_backend('cpu') in ('torch', 'cpu')
 
 
-def test_default_cpu_backend():
-    default = get_default_backend('cpu')
-    assert default in available_backends('cpu')
-    if 'cpu' not in available_backends('cpu'):
-        assert default == 'torch'
+def test_default_cpu_backend_is_the_kernel_when_built():
+    expected = 'cpu' if 'cpu' in available_backends('cpu') else 'torch'
+    assert get_default_backend('cpu') == expected
+    assert get_default_backend(torch.device('cpu')) == expected
+
+
+@pytest.mark.parametrize('device,available,expected', [
+    ('cpu', {'cpu': True}, 'cpu'),
+    ('cpu', {'cpu': False}, 'torch'),
+    ('cuda', {'triton': True, 'mamba_ssm': True}, 'triton'),
+    ('cuda', {'triton': False, 'mamba_ssm': True}, 'torch'),
+    ('meta', {'cpu': True, 'triton': True, 'mamba_ssm': True}, 'torch'),
+])
+def test_default_backend_rule(monkeypatch, device, available, expected):
+    """CUDA: triton when it imports, else torch; CPU: the compiled kernel when built, else torch;
+    mamba_ssm only on request."""
+    for name, ok in available.items():
+        monkeypatch.setitem(ss._PROBED, name, None if ok else 'pretended unavailable')
+    assert get_default_backend(device) == expected
+
+
+def test_default_backend_ignores_build_timings(monkeypatch):
+    """A build's metadata (e.g. an old timing verdict) does not change the default."""
+    import mambaout_dense.ops.scan_cpu as scan_cpu
+    monkeypatch.setattr(scan_cpu, '_state', dict(module=object(), reason=None,
+                                                 meta=dict(torch=torch.__version__,
+                                                           faster_than_torch=False)))
+    monkeypatch.delitem(ss._PROBED, 'cpu', raising=False)
+    assert get_default_backend('cpu') == 'cpu'
+
+
+def test_environment_variable_overrides_default(monkeypatch):
+    x = make_inputs(1, 2, 5, 1, 1)
+    ref = _Spy(monkeypatch, 'reference')
+    monkeypatch.setattr(ss, '_DEFAULT', None)
+    monkeypatch.setenv(ss.ENV_VAR, 'reference')
+    selective_scan(**x)
+    assert ref.calls == 1
+    monkeypatch.setenv(ss.ENV_VAR, '')  # empty: the automatic choice
+    selective_scan(**x)
+    assert ref.calls == 1
+
+
+@pytest.mark.parametrize('name,match', [
+    ('nope', r"Unknown selective-scan backend 'nope' \(from the environment variable "
+             r"MAMBAOUT_DENSE_SCAN_BACKEND\); available backends: \[.*'torch'"),
+    ('mamba_ssm', r"'mamba_ssm' \(from the environment variable MAMBAOUT_DENSE_SCAN_BACKEND\) "
+                  r"is not available \(pretended unavailable\); available backends"),
+])
+def test_environment_variable_with_a_bad_name_raises(monkeypatch, name, match):
+    monkeypatch.setattr(ss, '_DEFAULT', None)
+    monkeypatch.setitem(ss._PROBED, 'mamba_ssm', 'pretended unavailable')
+    monkeypatch.setenv(ss.ENV_VAR, name)
+    with pytest.raises(ValueError, match=match):
+        selective_scan(**make_inputs(1, 2, 5, 1, 1))
+
+
+def test_backend_for_another_device_raises(monkeypatch):
+    monkeypatch.setattr(ss, '_DEFAULT', None)
+    monkeypatch.setitem(ss._PROBED, 'mamba_ssm', None)  # pretend it is installed
+    monkeypatch.setenv(ss.ENV_VAR, 'mamba_ssm')
+    with pytest.raises(ValueError, match=r"'mamba_ssm' \(from the environment variable .*\) "
+                                         r'does not run on cpu tensors'):
+        selective_scan(**make_inputs(1, 2, 5, 1, 1))
 
 
 def test_backend_reported_once(monkeypatch):

@@ -58,7 +58,7 @@ test_evaluator = None
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_keep_ckpts=4))
 randomness = dict(seed=0, deterministic=True)
-custom_imports = dict(imports=['mambaout_dense', 'reliability_faults'],
+custom_imports = dict(imports={imports!r} + ['reliability_faults'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='mambaout_dense.PlainCheckpointHook')] + {hooks}
 """
@@ -106,12 +106,18 @@ train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
 """
 
 
+def task_imports(task: str) -> List[str]:
+    """The ``custom_imports`` of the synthetic config of ``task`` ('det' or 'seg')."""
+    from mambaout_dense.builder import load_config
+    return list(load_config(DET_CONFIG if task == 'det' else SEG_CONFIG).custom_imports.imports)
+
+
 def write_config(folder: str, task: str, data_root: str, hooks: Sequence[dict] = ()) -> str:
     """A derived config for ``task`` ('det' or 'seg') on ``data_root``; returns its path."""
     template = _DET if task == 'det' else _SEG
     text = template.format(base=DET_CONFIG if task == 'det' else SEG_CONFIG,
                            root=data_root.rstrip('/') + '/', size=SIZE, size2=2 * SIZE)
-    text += _COMMON.format(hooks=repr(list(hooks)))
+    text += _COMMON.format(hooks=repr(list(hooks)), imports=task_imports(task))
     os.makedirs(folder, exist_ok=True)
     path = osp.join(folder, f'{task}_tiny.py')
     with open(path, 'w') as f:

@@ -17,9 +17,12 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-import mambaout_dense  # noqa: F401
-from mambaout_dense.datasets.checked import CheckedADE20KDataset, CheckedCocoDataset
-from mambaout_dense.engine.launch import DataError, init_task_scope
+import mambaout_dense.engine  # noqa: F401  (hooks)
+import mambaout_dense.safe_io  # noqa: F401  (safe loader, atomic writes)
+from mambaout_dense.builder import init_task_scope
+from mambaout_dense.datasets.checked_ade import CheckedADE20KDataset
+from mambaout_dense.datasets.checked_coco import CheckedCocoDataset
+from mambaout_dense.errors import DataError
 
 from .helpers import DET_CONFIG, SEG_CONFIG, log_messages, make_ade, make_coco
 
@@ -423,7 +426,7 @@ def test_evaluation_ground_truth_is_cleaned_too(coco):
     image without annotations is harmless."""
     from mmdet.evaluation import CocoMetric
 
-    from mambaout_dense.evaluation import CheckedCocoMetric
+    from mambaout_dense.evaluation.coco_metric import CheckedCocoMetric
 
     def edit(content):
         _poison(content)

@@ -16,15 +16,14 @@ import time
 import pytest
 import torch
 
-import mambaout_dense  # noqa: F401  (atomic writes, safe loader, hooks)
-from mambaout_dense.checkpoint import CheckpointError, safe_load
+import mambaout_dense.safe_io  # noqa: F401  (atomic writes, safe loader)
+from mambaout_dense.checkpoint import CheckpointError, check_state_dict, safe_load
 from mambaout_dense.engine import (
     AtomicLocalBackend,
     CheckpointCompatibilityHook,
-    check_state_dict_compatible,
     find_resumable_checkpoint,
 )
-from mambaout_dense.engine.reliability import atomic_write_bytes
+from mambaout_dense.engine.atomic_io import atomic_write_bytes
 
 from .helpers import DET_CONFIG, REPO_ROOT, load_tool, log_messages, make_coco
 
@@ -340,7 +339,7 @@ def tiny_detector_ckpt(tmp_path_factory):
     """A Mask R-CNN checkpoint with a MambaOut-Tiny backbone (the config uses Femto)."""
     from mmengine.config import Config
 
-    from mambaout_dense.engine.launch import init_task_scope
+    from mambaout_dense.builder import init_task_scope
     cfg = Config.fromfile(DET_CONFIG)
     init_task_scope(cfg)
     from mmdet.registry import MODELS
@@ -362,7 +361,7 @@ def test_backbone_pretrained_init_names_the_first_mismatch(tmp_path):
     path = str(tmp_path / 'tiny_backbone.pth')
     torch.save({'state_dict': MambaOut(arch='tiny').state_dict()}, path)
     model = MambaOut(arch='femto', init_cfg=dict(type='Pretrained', checkpoint=path))
-    with pytest.raises(CheckpointError, match=r"Shape mismatch for 'downsample_layers\.0\.conv1"
+    with pytest.raises(CheckpointError, match=r"shape mismatch for 'downsample_layers\.0\.conv1"
                        r"\.weight': checkpoint \(48, 3, 3, 3\) vs model \(24, 3, 3, 3\)"):
         model.init_weights()
 
@@ -376,13 +375,12 @@ def test_compatibility_check_reports_keys_of_another_architecture():
                        r"for 'backbone.norm3.weight': checkpoint \(768,\) vs model \(576,\) "
                        r"\(first of 2\); \d+ missing key\(s\) \[backbone\.downsample_layers.*\], "
                        r"\d+ unexpected key\(s\) \[backbone\.patch_embed"):
-        check_state_dict_compatible(mambaout, vmamba, source='vmamba.pth')
+        check_state_dict(mambaout, vmamba, 'vmamba.pth')
     # an explicit allow-list admits a partial load (e.g. a re-sized classifier)
     head = {'head.weight': torch.zeros(3, 4)}
-    check_state_dict_compatible(head, {'head.weight': torch.zeros(5, 4)},
-                                allow_mismatch=[r'^head\.'])
+    check_state_dict(head, {'head.weight': torch.zeros(5, 4)}, 'ckpt', ignore=[r'^head\.'])
     with pytest.raises(CheckpointError, match=r"'head.weight': checkpoint \(5, 4\) vs model"):
-        check_state_dict_compatible(head, {'module.head.weight': torch.zeros(5, 4)})
+        check_state_dict(head, {'module.head.weight': torch.zeros(5, 4)}, 'ckpt')
     assert CheckpointCompatibilityHook(allow_mismatch=['x']).allow_mismatch == ['x']
 
 

@@ -21,6 +21,7 @@ from .helpers import (
     make_coco,
     read_scalars,
     run_tool,
+    state_dict,
     tool_cmd,
     write_config,
 )
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 OPTIONS = ['--cfg-options', 'train_cfg.max_iters=4', 'default_hooks.checkpoint.interval=2']
 
 
-def _crash_and_resume(tmp_path, task: str, tear_newest: bool):
+def _crash_and_resume(tmp_path, task: str, tear_newest: bool, record_property=None):
     make = make_coco if task == 'det' else make_ade
     root = make(str(tmp_path / 'data'))
     cfg = write_config(str(tmp_path), task, root)
@@ -60,6 +61,8 @@ def _crash_and_resume(tmp_path, task: str, tear_newest: bool):
         assert 'truncated' in proc.output and 'resuming from' in proc.output, explain(proc)
 
     assert_same_weights(osp.join(ref, 'iter_4.pth'), osp.join(work, 'iter_4.pth'))
+    if record_property is not None:  # for tools/analysis/reliability_report.py
+        record_property('tensors', len(state_dict(osp.join(ref, 'iter_4.pth'))))
     expected, resumed = read_scalars(ref), read_scalars(work)
     assert sorted(expected) == [1, 2, 3, 4] and sorted(resumed) == [1, 2, 3, 4]
     for it in (1, 2):  # logged before the kill
@@ -69,9 +72,9 @@ def _crash_and_resume(tmp_path, task: str, tear_newest: bool):
     assert not [n for n in os.listdir(work) if n.endswith('.tmp')]
 
 
-def test_detection_survives_sigkill_and_a_torn_checkpoint(tmp_path):
-    _crash_and_resume(tmp_path, 'det', tear_newest=True)
+def test_detection_survives_sigkill_and_a_torn_checkpoint(tmp_path, record_property):
+    _crash_and_resume(tmp_path, 'det', tear_newest=True, record_property=record_property)
 
 
-def test_segmentation_survives_sigkill(tmp_path):
-    _crash_and_resume(tmp_path, 'seg', tear_newest=False)
+def test_segmentation_survives_sigkill(tmp_path, record_property):
+    _crash_and_resume(tmp_path, 'seg', tear_newest=False, record_property=record_property)

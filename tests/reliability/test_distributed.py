@@ -42,20 +42,23 @@ def _run(tmp_path, ade_root, how):
     return proc, end - float(stamp.read_text())
 
 
-def test_a_killed_rank_ends_the_job(tmp_path, ade_root):
+def test_a_killed_rank_ends_the_job(tmp_path, ade_root, record_property):
     proc, after_fault = _run(tmp_path, ade_root, 'kill')
     assert proc.returncode != 0, explain(proc)
     assert 'Iter(train) [3/6]' not in proc.output, explain(proc)
     assert 'rank      : 1' in proc.output and 'Signal 9 (SIGKILL)' in proc.output, explain(proc)
     print(f'killed rank: the job ended {after_fault:.1f} s after the fault')
+    record_property('seconds', f'{after_fault:.0f}')
     assert after_fault < BOUND_S, f'the job ended {after_fault:.0f} s after the fault'
 
 
-def test_a_hung_rank_is_given_up_on_after_the_collective_timeout(tmp_path, ade_root):
+def test_a_hung_rank_is_given_up_on_after_the_collective_timeout(tmp_path, ade_root,
+                                                                 record_property):
     proc, after_fault = _run(tmp_path, ade_root, 'hang')
     assert proc.returncode != 0, explain(proc)
     assert 'rank 0 of 2: a collective operation failed because another rank died or stopped ' \
            'responding' in proc.output, explain(proc)
     assert 'Timed out' in proc.output and 'MAMBAOUT_DENSE_DIST_TIMEOUT' in proc.output
     print(f'hung rank: the job ended {after_fault:.1f} s after the fault')
+    record_property('seconds', f'{after_fault:.0f}')
     assert 20 <= after_fault < BOUND_S, f'the job ended {after_fault:.0f} s after the fault'

@@ -13,9 +13,10 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-import mambaout_dense  # noqa: F401  (registers the hooks)
+import mambaout_dense.engine  # noqa: F401  (registers the hooks)
 from mambaout_dense.checkpoint import safe_load
-from mambaout_dense.engine import DivergenceError, DivergenceGuardHook
+from mambaout_dense.engine import DivergenceGuardHook
+from mambaout_dense.errors import DivergenceError
 
 from . import reliability_faults  # noqa: F401  (registers the fault-injection hooks)
 from .helpers import explain, make_coco, run_tool, write_config

@@ -45,18 +45,23 @@ def main(argv=None) -> int:
     import torch
 
     from mambaout_dense.analysis import erf
-    from mambaout_dense.analysis import long_sequence as ls
-    from mambaout_dense.checkpoint import CheckpointError
-    from mambaout_dense.engine.launch import DataError, UsageError, apply_cfg_options, load_config
+    from mambaout_dense.builder import (
+        build_backbone,
+        build_backbone_by_name,
+        is_backbone_name,
+        load_config,
+    )
+    from mambaout_dense.engine.launch import apply_cfg_options
+    from mambaout_dense.errors import MambaOutDenseError, UsageError
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
         cfg = None
-        if ls.is_backbone_spec(args.config):
+        if is_backbone_name(args.config):
             if args.from_dataset:
                 raise UsageError('--from-dataset needs a config file')
-            model = ls.build_backbone_from_spec(args.config, out_indices=(0, 1, 2, 3))
+            model = build_backbone_by_name(args.config, out_indices=(0, 1, 2, 3))
             name = args.name or args.config
         else:
             cfg = load_config(args.config)
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
             overrides = {}
             if 'out_indices' in bb:  # every stage, whatever the task uses
                 overrides['out_indices'] = (0, 1, 2, 3)
-            model = ls.build_backbone_from_config(cfg, **overrides)
+            model = build_backbone(cfg, **overrides)
             name = args.name or osp.splitext(osp.basename(args.config))[0]
         erf.init_weights_quietly(model)
         extra = dict(weights='random', source='dataset' if args.from_dataset else args.source)
@@ -79,7 +84,7 @@ def main(argv=None) -> int:
         else:
             mean, std, _ = erf.preprocessor_stats(cfg)
             images = erf.synthetic_images(args.images, shape, args.seed, args.source, mean, std)
-    except (UsageError, DataError, CheckpointError, ValueError, FileNotFoundError) as err:
+    except (MambaOutDenseError, ValueError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     model = model.to(args.device)

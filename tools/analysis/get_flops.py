@@ -22,12 +22,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from mambaout_dense.analysis.flops import model_complexity
-    from mambaout_dense.engine.launch import UsageError, apply_cfg_options, load_config
+    from mambaout_dense.builder import load_config
+    from mambaout_dense.engine.launch import apply_cfg_options
+    from mambaout_dense.errors import MambaOutDenseError
     try:
         cfg = load_config(args.config)
         apply_cfg_options(cfg, args.cfg_options)
         result = model_complexity(cfg, tuple(args.shape) if args.shape else None)
-    except UsageError as err:
+    except MambaOutDenseError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     if args.json:

@@ -32,17 +32,24 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from mambaout_dense.analysis import long_sequence as ls
-    from mambaout_dense.engine.launch import UsageError, apply_cfg_options, load_config
+    from mambaout_dense.builder import (
+        build_backbone,
+        build_backbone_by_name,
+        is_backbone_name,
+        load_config,
+    )
+    from mambaout_dense.engine.launch import apply_cfg_options
+    from mambaout_dense.errors import UsageError
     try:
         shapes = ls.parse_shapes(args.shape) if args.shape else None
-        if ls.is_backbone_spec(args.target):
-            model = ls.build_backbone_from_spec(args.target)
+        if is_backbone_name(args.target):
+            model = build_backbone_by_name(args.target)
             name = args.target
             shapes = shapes or [(224, 224)]
         else:
             cfg = load_config(args.target)
             apply_cfg_options(cfg, args.cfg_options)
-            model = ls.build_backbone_from_config(cfg)
+            model = build_backbone(cfg)
             name = str(cfg.model.backbone.get('type', 'backbone')).split('.')[-1]
             arch = cfg.model.backbone.get('arch')
             name = f'{name}-{arch}' if isinstance(arch, str) else name

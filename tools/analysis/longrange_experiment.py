@@ -150,8 +150,8 @@ def calibrate(args: argparse.Namespace, backbone: str, root: str) -> Dict[str, f
 def backbone_params(backbone: str) -> Dict[str, int]:
     from mmengine.config import Config
 
-    from mambaout_dense.analysis.flops import build_task_model
-    model = build_task_model(Config.fromfile(config_path(backbone)))
+    from mambaout_dense.builder import build_model
+    model = build_model(Config.fromfile(config_path(backbone)))
     return dict(params=sum(p.numel() for p in model.parameters()),
                 backbone_params=sum(p.numel() for p in model.backbone.parameters()))
 

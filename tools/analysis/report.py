@@ -52,6 +52,7 @@ def _json(path: str, obj: Any) -> str:
 # ----------------------------------------------------------------------------- sections
 def section_long_sequence(docs: str) -> Dict[str, Any]:
     from mambaout_dense.analysis import long_sequence as ls
+    from mambaout_dense.builder import build_backbone_by_name
     parts = [f'# Long-sequence criterion per stage\n\n{GENERATED}\n',
              'A Transformer block on L tokens of width D costs 24·D²·L + 4·D·L² FLOPs; the '
              'quadratic part dominates when L > 6D (MambaOut, arXiv 2405.07992). Cells: tokens L '
@@ -60,7 +61,7 @@ def section_long_sequence(docs: str) -> Dict[str, Any]:
     all_rows: List[Dict[str, Any]] = []
     grids = {}
     for name, spec in BACKBONES:
-        dims, strides = ls.backbone_geometry(ls.build_backbone_from_spec(spec))
+        dims, strides = ls.backbone_geometry(build_backbone_by_name(spec))
         rows = ls.analyse(dims, strides, SHAPES, model=name, with_vit=False)
         all_rows += rows
         grids[name] = ls.stage_grid_markdown(rows)
@@ -77,7 +78,8 @@ def section_long_sequence(docs: str) -> Dict[str, Any]:
 def section_hybrid(docs: str, flops: bool) -> Dict[str, Any]:
     from mmengine.config import Config
 
-    from mambaout_dense.analysis.flops import build_task_model, model_complexity
+    from mambaout_dense.analysis.flops import model_complexity
+    from mambaout_dense.builder import build_model
     pairs = [('mask_rcnn_mambaout_t', 'mask_rcnn_hybrid_t'),
              ('upernet_mambaout_t', 'upernet_hybrid_t'),
              ('upernet_longrange_mambaout_femto', 'upernet_longrange_vmamba_femto'),
@@ -90,7 +92,7 @@ def section_hybrid(docs: str, flops: bool) -> Dict[str, Any]:
             counts[name] = dict(params=res['params'], backbone_params=res['backbone_params'],
                                 flops=res['flops'], shape=list(res['shape']))
         else:
-            model = build_task_model(cfg)
+            model = build_model(cfg)
             counts[name] = dict(params=sum(p.numel() for p in model.parameters()),
                                 backbone_params=sum(p.numel()
                                                     for p in model.backbone.parameters()))
@@ -131,6 +133,8 @@ def section_scaling(docs: str, quick: bool, threads: Optional[int]) -> Dict[str,
     import torch
 
     from mambaout_dense.analysis import scaling as sc
+    from mambaout_dense.analysis.scaling_report import plot_scaling, scaling_markdown
+    from mambaout_dense.analysis.tables import write_csv
     if threads:
         torch.set_num_threads(threads)
     out = osp.join(docs, 'scaling')
@@ -141,10 +145,10 @@ def section_scaling(docs: str, quick: bool, threads: Optional[int]) -> Dict[str,
     fits = sc.fit_exponents(rows)
     env = f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads' + (
         f', {torch.cuda.get_device_name()}' if 'cuda' in devices else '')
-    sc.write_csv(rows, osp.join(out, 'scaling.csv'))
-    sc.write_csv(fits, osp.join(out, 'scaling_fit.csv'))
-    sc.plot_scaling(rows, osp.join(out, 'scaling.png'), title=f'latency and memory ({env})')
-    table = sc.scaling_markdown(rows, fits)
+    write_csv(rows, osp.join(out, 'scaling.csv'))
+    write_csv(fits, osp.join(out, 'scaling_fit.csv'))
+    plot_scaling(rows, osp.join(out, 'scaling.png'), title=f'latency and memory ({env})')
+    table = scaling_markdown(rows, fits)
     _write(osp.join(out, 'scaling.md'), f'{GENERATED}\n\nMedian latency, batch 1, {env}.'
            f'{" QUICK RUN (test archs)." if quick else ""}\n\n{table}\n')
     fit_lines = ['| device | curve | growth exponent | L range |', '|---|---|---|---|']
@@ -159,7 +163,7 @@ def section_erf(docs: str, quick: bool, images: int, shape, checkpoints: Dict[st
     from mmengine.config import Config
 
     from mambaout_dense.analysis import erf
-    from mambaout_dense.analysis import long_sequence as ls
+    from mambaout_dense.builder import build_backbone
     if threads:
         torch.set_num_threads(threads)
     out = osp.join(docs, 'erf')
@@ -170,7 +174,7 @@ def section_erf(docs: str, quick: bool, images: int, shape, checkpoints: Dict[st
         if quick:
             overrides['arch'] = 'test'
         torch.manual_seed(0)
-        model = ls.build_backbone_from_config(cfg, **overrides)
+        model = build_backbone(cfg, **overrides)
         erf.init_weights_quietly(model)
         weights = 'random'
         if name in checkpoints:

@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     import torch
 
     from mambaout_dense.analysis import scaling as sc
+    from mambaout_dense.analysis.scaling_report import plot_scaling, scaling_markdown
+    from mambaout_dense.analysis.tables import write_csv
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -71,13 +73,13 @@ def main(argv=None) -> int:
     env = f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads'
     if 'cuda' in devices:
         env += f', {torch.cuda.get_device_name()}'
-    sc.write_csv(rows, osp.join(args.out, 'scaling.csv'))
-    sc.write_csv(fits, osp.join(args.out, 'scaling_fit.csv'))
-    sc.plot_scaling(rows, osp.join(args.out, 'scaling.png'),
+    write_csv(rows, osp.join(args.out, 'scaling.csv'))
+    write_csv(fits, osp.join(args.out, 'scaling_fit.csv'))
+    plot_scaling(rows, osp.join(args.out, 'scaling.png'),
                     title=f'latency and peak memory vs tokens ({env})')
     with open(osp.join(args.out, 'scaling.md'), 'w') as f:
         f.write(f'Median latency per forward pass, batch 1, {env}.\n\n')
-        f.write(sc.scaling_markdown(rows, fits) + '\n')
+        f.write(scaling_markdown(rows, fits) + '\n')
     print(f'{env}\n')
     print('| device | curve | growth exponent (log latency vs log L) | points | L range |')
     print('|---|---|---|---|---|')

@@ -8,8 +8,7 @@ dropped) and loads with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``. Th
 with ``weights_only=True``; the layout is detected automatically.
 """
 import argparse
-import os
-import os.path as osp
+import io
 import sys
 
 
@@ -19,24 +18,24 @@ def main(argv=None) -> int:
     parser.add_argument('dst', help='output backbone checkpoint')
     args = parser.parse_args(argv)
 
+    from mambaout_dense.engine.launch import run_main
+    return run_main(convert, args)
+
+
+def convert(args: argparse.Namespace) -> None:
     import torch
 
-    from mambaout_dense.checkpoint import CheckpointError, extract_state_dict, safe_load
+    from mambaout_dense.checkpoint import extract_state_dict, safe_load
     from mambaout_dense.checkpoint.mambaout import convert_mambaout, detect_mambaout_layout
-    try:
-        raw = extract_state_dict(safe_load(args.src), args.src)
-        layout = detect_mambaout_layout(raw)
-        state, ignored = convert_mambaout(raw)
-    except (CheckpointError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save({'state_dict': state}, tmp)
-    os.replace(tmp, args.dst)  # never leave a half-written file under the final name
+    from mambaout_dense.engine.atomic_io import atomic_write_bytes
+    raw = extract_state_dict(safe_load(args.src), args.src)
+    layout = detect_mambaout_layout(raw)
+    state, ignored = convert_mambaout(raw)
+    buffer = io.BytesIO()
+    torch.save({'state_dict': state}, buffer)
+    atomic_write_bytes(args.dst, buffer.getvalue())  # never half a file under the final name
     print(f'{args.src} ({layout} layout): wrote {len(state)} tensors to {args.dst}; '
           f'dropped {len(ignored)} ({", ".join(sorted({k.split(".")[0] for k in ignored}))})')
-    return 0
 
 
 if __name__ == '__main__':

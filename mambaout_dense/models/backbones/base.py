@@ -4,8 +4,14 @@ A backbone here is a four-stage hierarchy (strides 4, 8, 16, 32) that returns a 
 feature maps for ``out_indices``, each through its own output LayerNorm (``norm{i}``), as the
 dense-prediction recipes of Swin, ConvNeXt, MambaOut (author's note, official issue #251) and
 VMamba do. It follows mmpretrain's ConvNeXt backbone: ``arch`` is a name or a dict,
-``frozen_stages``/``norm_eval`` survive ``train()``, ``with_cp`` trades compute for memory, and
+``frozen_stages``/``norm_eval`` survive ``train()``, ``with_cp`` trades compute for memory,
+``get_layer_depth`` serves layer-wise learning-rate decay, and
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads strictly through a layout converter.
+Like detectron2's backbones it states its outputs (``output_shape()``: channels and stride).
+
+One stage loop (:meth:`DenseBackbone.iter_stages`) serves ``forward`` and the analysis tools
+(:meth:`DenseBackbone.forward_stages`); a subclass provides the stem, one stage step, and the
+layout its stages compute in.
 """
 import copy
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -37,8 +43,9 @@ class DenseBackbone(BaseModule):
     """Base class: arch parsing, outputs, freezing, gradient checkpointing, strict pretrained.
 
     Subclasses define ``arch_zoo``, ``arch_keys``, build their modules, call
-    :meth:`_init_outputs`, and implement :meth:`_stem_modules`, :meth:`_stage_modules`,
-    :meth:`convert_checkpoint` and ``forward``.
+    :meth:`_init_outputs`, set ``channels_last`` (the layout of their stage outputs), and
+    implement :meth:`_stem`, :meth:`_stage`, :meth:`_stem_modules`, :meth:`_stage_modules`,
+    :meth:`_param_location` and :meth:`convert_checkpoint`.
 
     Args:
         arch (str | dict): A name in ``arch_zoo`` or a dict with ``arch_keys``.
@@ -56,6 +63,8 @@ class DenseBackbone(BaseModule):
     num_stages = 4
     #: Regexes of parameters a classification checkpoint does not have.
     new_param_patterns: Tuple[str, ...] = (r'^norm\d\.', )
+    #: Stage outputs are (B, H, W, C) when True, (B, C, H, W) when False.
+    channels_last: bool = True
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]],
@@ -135,12 +144,50 @@ class DenseBackbone(BaseModule):
         """Channels and stride of each output, keyed ``'stage{i}'``."""
         return {f'stage{i}': ShapeSpec(self.dims[i], self.strides[i]) for i in self.out_indices}
 
-    def _output(self, i: int, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-        """Apply output norm ``i`` and return (B, C, H, W)."""
+    def _output(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Apply output norm ``i`` to a stage output and return (B, C, H, W)."""
         norm = getattr(self, f'norm{i}')
-        if channels_last:
+        if self.channels_last:
             return norm(x).permute(0, 3, 1, 2).contiguous()  # (B, H, W, C) -> (B, C, H, W)
         return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+
+    # ----------------------------------------------------------- stage loop
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> the input of stage 0, in the stages' layout."""
+        raise NotImplementedError
+
+    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i`` on the previous stage's output (its downsampling included)."""
+        raise NotImplementedError
+
+    def iter_stages(self, x: torch.Tensor,
+                    last: Optional[int] = None) -> Iterator[Tuple[int, torch.Tensor]]:
+        """The one stage loop: yield ``(i, stage output)`` for stages 0..``last``.
+
+        Args:
+            x (Tensor): Images (B, C, H, W).
+            last (int, optional): Last stage to run. Defaults to the last stage.
+
+        Yields:
+            tuple[int, Tensor]: Stage index and its output before the output norm, in the
+            stages' layout (see ``channels_last``).
+        """
+        last = self.num_stages - 1 if last is None else last
+        x = self._stem(x)
+        for i in range(last + 1):
+            x = self._stage(i, x)
+            yield i, x
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Args: x (Tensor): (B, C, H, W) images. Returns: tuple of (B, C_i, H_i, W_i)."""
+        return tuple(self._output(i, feat) for i, feat in self.iter_stages(x, max(self.out_indices))
+                     if i in self.out_indices)
+
+    def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """All four stage outputs before the output norms, as (B, C, H, W) views."""
+        if self.channels_last:  # (B, H, W, C) -> (B, C, H, W), a view
+            return [feat.permute(0, 3, 1, 2) for _, feat in self.iter_stages(x)]
+        return [feat for _, feat in self.iter_stages(x)]
 
     def _run_blocks(self, blocks: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Run a stage's blocks, checkpointing each when ``with_cp`` and gradients are needed."""
@@ -150,6 +197,41 @@ class DenseBackbone(BaseModule):
             else:
                 x = block(x)
         return x
+
+    # ----------------------------------------------------- layer-wise decay
+    def _param_location(self, name: str) -> Optional[Tuple]:
+        """Where a parameter lives: ``('stem',)``, ``('block', stage, block)``,
+        ``('downsample', stage)`` (the layer that feeds ``stage``), or None (output norms)."""
+        raise NotImplementedError
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """The layer-wise depth of a parameter, for layer-wise learning-rate decay.
+
+        mmpretrain's convention (``LearningRateDecayOptimWrapperConstructor``): the stem is depth
+        0, every block has a depth of its own (1..total blocks, in order), a downsampling layer
+        shares the depth of the first block it feeds, and everything after (output norms, and
+        parameters outside this backbone, e.g. ``neck.*`` with ``prefix='backbone.'``) is the
+        last depth ``num_layers - 1``.
+
+        Args:
+            param_name (str): Parameter name, e.g. ``backbone.stages.2.4.fc1.weight``.
+            prefix (str): Prefix of this backbone's parameters in ``param_name``.
+                Defaults to ''.
+
+        Returns:
+            tuple[int, int]: (depth, num_layers) with ``num_layers = sum(depths) + 2``.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        where = self._param_location(param_name[len(prefix):])
+        if where is None:
+            return num_layers - 1, num_layers
+        if where[0] == 'stem':
+            return 0, num_layers
+        stage = where[1]
+        block = where[2] if where[0] == 'block' else 0
+        return 1 + sum(self.depths[:stage]) + block, num_layers
 
     # -------------------------------------------------------------- freezing
     def _stem_modules(self) -> List[nn.Module]:

@@ -22,10 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ...checkpoint.io import CheckpointError
+from ...errors import CheckpointError
 from ...registry import MODELS
 from .base import DenseBackbone
-from .mambaout import LN_EPS, DownsampleLayer, GatedCNNBlock, StemLayer
+from .mambaout import LN_EPS, DownsampleLayer, GatedCNNBlock, StemLayer, mambaout_param_location
 from .vmamba import VSSBlock
 
 __all__ = ['HybridBackbone', 'HybridStage', 'MIXERS']
@@ -187,7 +187,12 @@ class HybridBackbone(DenseBackbone):
         ignored = [k for k in keys if k.startswith(('head.', 'norm.'))]
         return OrderedDict((k, v) for k, v in state_dict.items() if k not in ignored), ignored
 
-    def _run_stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample_layers[0](x)  # (B, 3, H, W) -> (B, H/4, W/4, C)
+
+    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        if i > 0:
+            x = self.downsample_layers[i](x)  # (B, H, W, C) -> (B, H/2, W/2, C')
         stage = self.stages[i]
         if stage.channels_first:
             x = x.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W) for the VSS blocks
@@ -195,19 +200,5 @@ class HybridBackbone(DenseBackbone):
             return x.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
         return self._run_blocks(stage, x)
 
-    def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """Stage outputs before the output norms, channels-last (B, H, W, C), all four."""
-        feats = []
-        for i in range(self.num_stages):
-            x = self._run_stage(i, self.downsample_layers[i](x))
-            feats.append(x)
-        return feats
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Args: x (Tensor): (B, C, H, W) images. Returns: tuple of (B, C_i, H_i, W_i)."""
-        outs = []
-        for i in range(max(self.out_indices) + 1):
-            x = self._run_stage(i, self.downsample_layers[i](x))
-            if i in self.out_indices:
-                outs.append(self._output(i, x, channels_last=True))
-        return tuple(outs)
+    def _param_location(self, name: str) -> Optional[Tuple]:
+        return mambaout_param_location(name)

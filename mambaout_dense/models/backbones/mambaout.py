@@ -18,7 +18,7 @@ from ...registry import MODELS
 from ..layers import DropPath
 from .base import DenseBackbone
 
-__all__ = ['MambaOut', 'GatedCNNBlock', 'StemLayer', 'DownsampleLayer']
+__all__ = ['MambaOut', 'GatedCNNBlock', 'StemLayer', 'DownsampleLayer', 'mambaout_param_location']
 
 LN_EPS = 1e-6
 
@@ -181,22 +181,23 @@ class MambaOut(DenseBackbone):
 
     convert_checkpoint = staticmethod(convert_mambaout)
 
-    def forward_stages(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """Stage outputs before the output norms, channels-last (B, H, W, C), all four."""
-        feats = []
-        for i in range(self.num_stages):
-            x = self.downsample_layers[i](x)
-            x = self._run_blocks(self.stages[i], x)
-            feats.append(x)
-        return feats
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample_layers[0](x)  # (B, 3, H, W) -> (B, H/4, W/4, C)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Args: x (Tensor): (B, C, H, W) images. Returns: tuple of (B, C_i, H_i, W_i)."""
-        outs = []
-        last = max(self.out_indices)
-        for i in range(last + 1):
-            x = self.downsample_layers[i](x)
-            x = self._run_blocks(self.stages[i], x)
-            if i in self.out_indices:
-                outs.append(self._output(i, x, channels_last=True))
-        return tuple(outs)
+    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        if i > 0:
+            x = self.downsample_layers[i](x)  # (B, H, W, C) -> (B, H/2, W/2, C')
+        return self._run_blocks(self.stages[i], x)
+
+    def _param_location(self, name: str) -> Optional[Tuple]:
+        return mambaout_param_location(name)
+
+
+def mambaout_param_location(name: str) -> Optional[Tuple]:
+    """Location of a parameter in the MambaOut layout (``downsample_layers.i``, ``stages.i.j``)."""
+    parts = name.split('.')
+    if parts[0] == 'downsample_layers':
+        return ('stem', ) if parts[1] == '0' else ('downsample', int(parts[1]))
+    if parts[0] == 'stages':
+        return ('block', int(parts[1]), int(parts[2]))
+    return None

@@ -427,6 +427,7 @@ class VMamba(DenseBackbone):
         self.depths = depths
         self.version = settings['version']
         self.channels_first = self.version == 'v2'
+        self.channels_last = not self.channels_first  # layout of the stage outputs
         self.drop_path_rate = drop_path_rate
 
         self.patch_embed = make_stem(in_channels, dims[0], self.version)
@@ -458,15 +459,20 @@ class VMamba(DenseBackbone):
 
     convert_checkpoint = staticmethod(convert_vmamba)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Args: x (Tensor): (B, C, H, W) images. Returns: tuple of (B, C_i, H_i, W_i)."""
-        x = self.patch_embed(x)  # v2: (B, C, H/4, W/4); v0: (B, H/4, W/4, C)
-        outs = []
-        last = max(self.out_indices)
-        for i in range(last + 1):
-            x = self._run_blocks(self.layers[i].blocks, x)
-            if i in self.out_indices:
-                outs.append(self._output(i, x, channels_last=not self.channels_first))
-            if i < last:
-                x = self.layers[i].downsample(x)
-        return tuple(outs)
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(x)  # v2: (B, C, H/4, W/4); v0: (B, H/4, W/4, C)
+
+    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        if i > 0:
+            x = self.layers[i - 1].downsample(x)  # the official layout keeps it in layer i-1
+        return self._run_blocks(self.layers[i].blocks, x)
+
+    def _param_location(self, name: str) -> Optional[Tuple]:
+        parts = name.split('.')
+        if parts[0] == 'patch_embed':
+            return ('stem', )
+        if parts[0] == 'layers' and parts[2] == 'blocks':
+            return ('block', int(parts[1]), int(parts[3]))
+        if parts[0] == 'layers' and parts[2] == 'downsample':
+            return ('downsample', int(parts[1]) + 1)
+        return None

@@ -1,0 +1,111 @@
+"""Results as files: markdown tables, CSV and JSON, and generated sections of README.md.
+
+Every number in README.md is written by the script that measured it: each script owns one
+section between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and rewrites it with
+:func:`update_readme_section`; nothing between the markers is edited by hand.
+"""
+import csv
+import json
+import os
+import os.path as osp
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+__all__ = ['markdown_table', 'format_value', 'write_csv', 'write_json', 'write_text',
+           'section_markers', 'update_readme_section', 'read_readme_section', 'REPO_ROOT',
+           'README']
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+README = osp.join(REPO_ROOT, 'README.md')
+
+
+def format_value(v: Any) -> str:
+    """Floats to 3 significant digits (integers beyond 100), everything else as ``str``."""
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return 'n/a'
+        return f'{v:.3g}' if abs(v) < 100 else f'{v:.0f}'
+    return str(v)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]],
+                   columns: Optional[Sequence[str]] = None) -> str:
+    """A GitHub markdown table of dict rows.
+
+    Args:
+        rows (Sequence[Mapping]): One dict per row.
+        columns (Sequence[str], optional): Column order. Defaults to the keys of the first row.
+
+    Returns:
+        str: The table, without a trailing newline.
+    """
+    columns = list(columns if columns is not None else (rows[0] if rows else []))
+    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+    lines += ['| ' + ' | '.join(format_value(r.get(c, '')) for c in columns) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+def write_text(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` (folders created); returns the path."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def write_json(path: str, obj: Any) -> str:
+    """Write ``obj`` as indented JSON; returns the path."""
+    return write_text(path, json.dumps(obj, indent=1) + '\n')
+
+
+def write_csv(rows: Sequence[Dict[str, Any]], path: str) -> str:
+    """Write dict rows to ``path`` (columns = keys of the first row); returns the path."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ['empty'])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in r.items()})
+    return path
+
+
+def section_markers(name: str) -> tuple:
+    """The (begin, end) markers of README section ``name``."""
+    return f'<!-- {name}:begin -->', f'<!-- {name}:end -->'
+
+
+def update_readme_section(name: str, text: str, readme: str = README) -> bool:
+    """Replace the text between the markers of section ``name`` (appended when missing).
+
+    Args:
+        name (str): Section name (``speed-backbone``, ``complexity``, ...).
+        text (str): The new content (a trailing newline is added when missing).
+        readme (str): The file. Defaults to the repository's README.md.
+
+    Returns:
+        bool: False when the README does not exist (nothing written).
+    """
+    if not osp.isfile(readme):
+        return False
+    begin, end = section_markers(name)
+    with open(readme) as f:
+        content = f.read()
+    if begin not in content or end not in content:
+        content = content.rstrip('\n') + f'\n\n{begin}\n{end}\n'
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    body = text if text.endswith('\n') else text + '\n'
+    with open(readme, 'w') as f:
+        f.write(f'{head}{begin}\n{body}{end}{tail}')
+    return True
+
+
+def read_readme_section(name: str, readme: str = README) -> Optional[str]:
+    """The current text of section ``name``, or None when the README or the markers are missing."""
+    if not osp.isfile(readme):
+        return None
+    begin, end = section_markers(name)
+    with open(readme) as f:
+        content = f.read()
+    if begin not in content or end not in content:
+        return None
+    return content.split(begin, 1)[1].split(end, 1)[0].strip('\n')
