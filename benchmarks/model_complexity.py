@@ -2,8 +2,8 @@
 """Parameters and FLOPs of every paper-sized config next to the paper's numbers.
 
 Mask R-CNN at (3, 1280, 800), UperNet at (3, 512, 2048); one multiply-add = 1 FLOP. Targets are
-docs/reference.md section 3 (MambaOut paper tables). Prints the table and rewrites the README section
-``complexity`` (not with ``--only``, which measures a subset).
+docs/reference.md section 3 (MambaOut paper tables). Prints the table and rewrites the README
+section ``complexity`` (not with ``--only``, which measures a subset).
 
     python benchmarks/model_complexity.py [--only mask_rcnn_mambaout_t ...] [--no-readme]
 """

@@ -114,7 +114,7 @@ def rows_markdown(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def stage_grid_markdown(rows: Sequence[Dict[str, Any]]) -> str:
-    """The compact layout of docs/reference.md / the paper: one line per input, one column per stride.
+    """The paper's compact layout (docs/reference.md): one line per input, one column per stride.
 
     Cells read ``L, L/(6D)``; the first cell of a line is ``L=...``. ViT rows are left out.
     """
