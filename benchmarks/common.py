@@ -4,7 +4,7 @@ Timing, peak memory and the environment line come from :mod:`mambaout_dense.anal
 tables and README sections from :mod:`mambaout_dense.analysis.tables`, models from
 :mod:`mambaout_dense.builder`: the benchmarks hold no copy of them.
 """
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -35,10 +35,71 @@ def train_step_fn(model, data: dict, lr: float = 1e-4):
     return step
 
 
+#: Parts of a training iteration in the breakdown, in order.
+PARTS = ('preprocess', 'backbone fwd', 'neck fwd', 'heads fwd + losses', 'backward',
+         'optimizer step')
+
+
+def time_breakdown(model, data: dict, repeat: int = 3, lr: float = 1e-4) -> Dict[str, float]:
+    """Median seconds of each part of a training iteration (:data:`PARTS`).
+
+    The backbone's and the neck's forward are timed by forward hooks; the heads' share is the
+    rest of the forward with the losses; backward and the AdamW step are timed around the
+    calls (what ``model.train_step`` does, step by step).
+    """
+    import statistics
+    import time
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, foreach=True)
+    model.train()
+    spans: Dict[str, float] = {}
+    hooks = []
+    for name in ('backbone', 'neck'):
+        module = getattr(model, name, None)
+        if module is None:
+            continue
+        hooks.append(module.register_forward_pre_hook(
+            lambda m, i, n=name: spans.__setitem__(n + ' start', time.perf_counter())))
+        hooks.append(module.register_forward_hook(
+            lambda m, i, o, n=name: spans.__setitem__(
+                n, spans.get(n, 0.0) + time.perf_counter() - spans[n + ' start'])))
+    runs: Dict[str, List[float]] = {p: [] for p in PARTS}
+    try:
+        for it in range(repeat + 1):  # the first is a warm-up
+            spans.clear()
+            t0 = time.perf_counter()
+            batch = model.data_preprocessor(data, True)
+            t1 = time.perf_counter()
+            losses = model(**batch, mode='loss')
+            loss, _ = model.parse_losses(losses)
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            optimizer.step()
+            optimizer.zero_grad()
+            t4 = time.perf_counter()
+            if it == 0:
+                continue
+            fwd = t2 - t1
+            backbone, neck = spans.get('backbone', 0.0), spans.get('neck', 0.0)
+            for part, value in zip(PARTS, (t1 - t0, backbone, neck, fwd - backbone - neck,
+                                           t3 - t2, t4 - t3)):
+                runs[part].append(value)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {p: statistics.median(v) for p, v in runs.items()}
+
+
 def compare_train_steps(named_models: Dict[str, Callable[[], object]], data_fn, device: str,
-                        repeat: int, reference: str) -> List[Dict[str, object]]:
-    """Time one training iteration of each model; ratios are against ``reference``."""
-    rows = []
+                        repeat: int, reference: str,
+                        breakdown: bool = True) -> Tuple[List[Dict[str, object]], List[dict]]:
+    """Time one training iteration of each model; ratios are against ``reference``.
+
+    Returns:
+        tuple[list[dict], list[dict]]: The timing rows, and (with ``breakdown``) one row per
+        model with the seconds of each part of :data:`PARTS`.
+    """
+    rows, parts = [], []
     for name, build in named_models.items():
         torch.manual_seed(0)
         model = build().to(device)
@@ -48,27 +109,40 @@ def compare_train_steps(named_models: Dict[str, Callable[[], object]], data_fn, 
         params = sum(p.numel() for p in model.parameters()) / 1e6
         rows.append({'model': name, 'params (M)': round(params, 1), 's/iter': seconds,
                      'peak MiB': memory})
+        if breakdown:
+            split = time_breakdown(model, data_fn(), repeat=repeat)
+            total = sum(split.values())
+            parts.append({'model': name, **{f'{p} (s)': v for p, v in split.items()},
+                          'backbone share': split['backbone fwd'] / total})
         del model, step
     ref = next(r for r in rows if r['model'] == reference)
     for r in rows:
         r['time ratio (vs ' + reference + ')'] = r['s/iter'] / ref['s/iter']
         r['memory ratio'] = r['peak MiB'] / max(ref['peak MiB'], 1e-9)
-    return rows
+    return rows, parts
+
+
+#: Target of issue 13: MambaOut-T's training iteration at most this fraction of Swin-T's.
+TIME_RATIO_TARGET = 0.9
 
 
 def task_speed_main(description: str, models: Dict[str, str], scope: str, make_batch,
-                    default_shape=None, cpu_shape=None, overrides: Optional[dict] = None,
-                    argv=None) -> None:
+                    section: str, title: str, default_shape=None, cpu_shape=None,
+                    overrides: Optional[dict] = None, argv=None) -> None:
     """Command line of detector_speed / segmentor_speed: one training iteration per model.
 
     ``models`` maps a name to a config path; the first one is the reference of the ratios.
     The input is ``--shape``, else ``default_shape`` (``cpu_shape`` on the CPU when given).
+    Prints the table, a breakdown of an iteration per model, and the target (MambaOut-T at most
+    :data:`TIME_RATIO_TARGET` of the reference's time) met or missed; rewrites README section
+    ``section`` unless ``--no-readme``.
     """
     import argparse
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--no-readme', action='store_true', help='print only')
     args = parser.parse_args(argv)
     if args.shape:
         shape = tuple(args.shape)
@@ -77,10 +151,24 @@ def task_speed_main(description: str, models: Dict[str, str], scope: str, make_b
     reference = next(iter(models))
     builders = {name: (lambda p=path: build_model_from_config(p, scope, overrides))
                 for name, path in models.items()}
-    rows = compare_train_steps(builders, lambda: make_batch(shape), args.device, args.repeat,
-                               reference=reference)
+    rows, parts = compare_train_steps(builders, lambda: make_batch(shape), args.device,
+                                      args.repeat, reference=reference)
     for r in rows:
         r['input'] = f'2 x {shape[0]}x{shape[1]}'
-    print(environment(args.device))
-    print(markdown_table(rows, ['model', 'input', 'params (M)', 's/iter', 'peak MiB',
-                                f'time ratio (vs {reference})', 'memory ratio']))
+    ratio_key = f'time ratio (vs {reference})'
+    table = markdown_table(rows, ['model', 'input', 'params (M)', 's/iter', 'peak MiB',
+                                  ratio_key, 'memory ratio'])
+    ours = [r for r in rows if r['model'] != reference]
+    met = all(r[ratio_key] <= TIME_RATIO_TARGET for r in ours)
+    verdict = (f"Target: MambaOut-T at most {TIME_RATIO_TARGET}x {reference}'s time: "
+               + ('met' if met else '**missed**') + ' ('
+               + ', '.join(f"{r['model']} {r[ratio_key]:.2f}x" for r in ours) + ').')
+    text = '\n'.join([
+        f'### {title}', '', environment(args.device) + f', repeat {args.repeat}.', '', table, '',
+        verdict, '', "Where an iteration goes (median seconds; the heads' share is the rest of "
+        'the forward, losses included):', '',
+        markdown_table(parts, ['model'] + [f'{p} (s)' for p in PARTS] + ['backbone share'])])
+    print(text)
+    if not args.no_readme:
+        update_readme_section(section, text)
+        print(f'README.md section "{section}" rewritten')

@@ -29,4 +29,7 @@ def make_batch(shape, batch: int = 2):
 
 if __name__ == '__main__':
     task_speed_main(__doc__.splitlines()[0], MODELS, 'mmdet', make_batch,
+                    section='speed-detector',
+                    title=("Detector training iteration: Mask R-CNN MambaOut-T vs mmdet's Swin-T "
+                           '(`benchmarks/detector_speed.py`)'),
                     default_shape=(800, 1216), cpu_shape=(512, 768))

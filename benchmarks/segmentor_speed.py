@@ -39,4 +39,7 @@ def make_batch(shape, batch: int = 2):
 
 if __name__ == '__main__':
     task_speed_main(__doc__.splitlines()[0], MODELS, 'mmseg', make_batch,
+                    section='speed-segmentor',
+                    title=("Segmentor training iteration: UperNet MambaOut-T vs mmseg's Swin-T "
+                           '(`benchmarks/segmentor_speed.py`)'),
                     default_shape=(512, 512), overrides=OVERRIDES)

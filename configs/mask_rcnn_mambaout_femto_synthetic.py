@@ -9,11 +9,18 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
     './_base_/default_runtime.py',
 ]
-# base imports + the validating COCO dataset and metric (they import mmdet only)
+# base imports + the validating COCO dataset and metric and the RoI extractor with the parallel
+# CPU RoIAlign (they import mmdet only)
 custom_imports = dict(imports=[
     'mambaout_dense.models', 'mambaout_dense.engine', 'mambaout_dense.safe_io',
-    'mambaout_dense.datasets.checked_coco', 'mambaout_dense.evaluation.coco_metric'
+    'mambaout_dense.datasets.checked_coco', 'mambaout_dense.evaluation.coco_metric',
+    'mambaout_dense.adapters.roi_extractor'
 ])
+# CPU-sized setting: mmcv's CPU RoIAlign is single-threaded (and its backward recomputes the
+# sampling weights per channel); mambaout_dense.RoIAlign gives the same values in parallel
+# (torchvision's op on GPUs). Any Mask R-CNN config can opt in the same way.
+roi_extractor = 'mambaout_dense.SingleRoIExtractor'
+roi_align = 'mambaout_dense.RoIAlign'
 classes = ('disc', 'square', 'triangle', 'star', 'ring', 'cross')  # = COCO_CLASSES
 metainfo = dict(classes=classes)
 num_classes = len(classes)
@@ -26,9 +33,11 @@ model = dict(
     neck=dict(in_channels=[48, 96, 192, 288], out_channels=fpn_channels),  # = backbone out_channels
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=fpn_channels),
+        bbox_roi_extractor=dict(type=roi_extractor, out_channels=fpn_channels,
+                                roi_layer=dict(type=roi_align)),
         bbox_head=dict(in_channels=fpn_channels, fc_out_channels=512, num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=fpn_channels),
+        mask_roi_extractor=dict(type=roi_extractor, out_channels=fpn_channels,
+                                roi_layer=dict(type=roi_align)),
         mask_head=dict(in_channels=fpn_channels, conv_out_channels=64, num_convs=2,
                        num_classes=num_classes)),
     train_cfg=dict(

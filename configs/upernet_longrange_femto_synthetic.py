@@ -1,20 +1,21 @@
-# UperNet on the synthetic long-range task (mambaout_dense.datasets.synthetic.longrange): a blob's
-# class (cue_a / cue_b) is decided by a red/blue marker >= 0.5 x image side away ('far') or by a
-# dot inside the blob ('local', the control); both variants hold the same images. Femto-sized
-# backbones of matched parameter count, trained from scratch on a CPU by
-# tools/analysis/longrange_experiment.py, which sets data_root per variant and max_iters from a
-# time budget. This file uses MambaOut-Femto; upernet_longrange_{vmamba,hybrid}_femto.py swap it.
-#   python tools/analysis/longrange_experiment.py --generate --minutes 20
+# UperNet on the cue-distance task of the long-range probe (mambaout_dense.datasets.synthetic.
+# longrange): the pixels of a grey target take the colour (red/blue) of a marker exactly d
+# stride-4 tokens away; every other pixel is unlabelled. The second arm of
+# tools/analysis/longrange_experiment.py (--arm upernet), which writes one set per (size, d),
+# sets data_root and max_iters, and reads aAcc (= accuracy on the target pixels, chance 50%).
+# Femto-sized backbones of matched parameter count, from scratch. This file uses
+# MambaOut-Femto; upernet_longrange_{vmamba,hybrid}_femto.py swap the backbone.
+#   python tools/analysis/longrange_experiment.py --arm upernet --iters 2000 --device cuda
 _base_ = [
     './_base_/models/upernet_mambaout.py',
     'mmseg::_base_/default_runtime.py',
     './_base_/default_runtime.py',
 ]
-size = 192  # image side of the generated set (--size of the generator and of the driver)
+size = 128  # image side of the generated set: a 32x32 grid of stride-4 tokens
 crop_size = (size, size)
-data_root = 'data/synthetic_longrange/far'
-metainfo = dict(classes=('cue_a', 'cue_b', 'background'),  # PNG 1..3; 0 = markers, ignored
-                palette=[[220, 40, 40], [40, 80, 220], [128, 128, 128]])
+data_root = 'data/synthetic_longrange/g32_d16'
+metainfo = dict(classes=('red', 'blue'),  # PNG 1..2; 0 = every pixel outside the target, ignored
+                palette=[[230, 25, 25], [25, 64, 230]])
 norm_cfg = dict(type='BN', requires_grad=True)  # one CPU process: no SyncBN
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -24,25 +25,25 @@ model = dict(
         init_cfg=None),  # from scratch: there is no ImageNet hybrid, so no backbone gets one
     decode_head=dict(
         in_channels=[48, 96, 192, 288],  # = backbone out_channels
-        # No pyramid pooling: its global average pool would hand the far cue to every pixel
-        # through the head, whatever the backbone. The rest of the head is 3x3 convs (local),
+        # No pyramid pooling: its global average pool would hand the marker's colour to every
+        # pixel through the head, whatever the backbone. The rest of the head is 3x3 convs (local),
         # so long-range information must come through the backbone.
         pool_scales=(),
         channels=128,  # 512 in the ADE20K recipe; small for a CPU
-        num_classes=3,
+        num_classes=2,
         norm_cfg=norm_cfg,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
                          avg_non_ignore=True)),
     auxiliary_head=dict(
         in_channels=192,  # stage-3 width
         channels=64,
-        num_classes=3,
+        num_classes=2,
         norm_cfg=norm_cfg,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4,
                          avg_non_ignore=True)))
 
-# Full images, no crop or rescale: a crop could cut the corner marker off. A flip moves the
-# marker with the image, and the labelling rule does not depend on the corner.
+# Full images, no crop or rescale: a crop could cut the marker off. A flip moves the marker and
+# the target together and keeps their distance.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
@@ -76,7 +77,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# Schedule: the driver replaces max_iters (and the iteration numbers below) from --minutes.
+# Schedule: the driver replaces max_iters (and the iteration numbers below) from --iters.
 max_iters = 1000
 warmup_iters = 50
 optim_wrapper = dict(

@@ -1,4 +1,4 @@
-# Long-range experiment, hybrid Femto: SS2D in stages 1-2, Gated CNN in stages 3-4:
+# Long-range probe, UperNet arm, hybrid Femto: SS2D in stages 1-2, Gated CNN in stages 3-4:
 # 5.77 M backbone parameters (MambaOut-Femto 5.82 M, -0.8%).
 _base_ = './upernet_longrange_femto_synthetic.py'
 model = dict(

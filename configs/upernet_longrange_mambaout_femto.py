@@ -1,3 +1,4 @@
-# Long-range experiment, MambaOut-Femto (Gated CNN in every stage): 5.82 M backbone parameters.
+# Long-range probe, UperNet arm, MambaOut-Femto (Gated CNN in every stage): 5.82 M backbone
+# parameters.
 # The base config already uses it; this file names the run like its two siblings.
 _base_ = './upernet_longrange_femto_synthetic.py'

@@ -1,4 +1,4 @@
-# Long-range experiment, a Femto-sized VMamba (SS2D in every stage): VMamba-T's block (v2,
+# Long-range probe, UperNet arm, a Femto-sized VMamba (SS2D in every stage): VMamba-T's block (v2,
 # d_state 1, ssm_ratio 1, mlp_ratio 4) and depths (2, 2, 8, 2) at MambaOut-Femto's widths:
 # 5.90 M backbone parameters (MambaOut-Femto 5.82 M, +1.4%).
 _base_ = './upernet_longrange_femto_synthetic.py'

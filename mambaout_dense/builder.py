@@ -11,6 +11,7 @@ Config paths may name a file inside an installed task package (``mmdet::swin/...
 import copy
 import importlib
 import os.path as osp
+import warnings
 from typing import Any, Dict, Optional
 
 import torch
@@ -64,7 +65,10 @@ def load_config(path: str) -> Config:
     if not osp.isfile(local):
         raise UsageError(f'Config file not found: {path!r}')
     try:
-        return Config.fromfile(local)
+        with warnings.catch_warnings():  # local: mmengine's pkg_resources use, not actionable
+            warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API')
+            warnings.filterwarnings('ignore', message='Deprecated call to `pkg_resources')
+            return Config.fromfile(local)
     except (SyntaxError, ImportError, KeyError, FileNotFoundError) as err:
         raise UsageError(f'Could not read config {path!r}: {type(err).__name__}: {err}') from err
 

@@ -4,15 +4,16 @@
         --size 320 --seed 0
     python tools/make_synthetic.py ade --out data/synthetic_ade --train 800 --val 200 \
         --size 320 --seed 0
-    python tools/make_synthetic.py longrange --variant far --out data/synthetic_longrange/far
+    python tools/make_synthetic.py longrange --size 128 --distance 16 \
+        --out data/synthetic_longrange/g32_d16
 
 ``coco`` writes the COCO 2017 layout (``annotations/instances_{train,val}2017.json``,
 ``{train,val}2017/*.jpg``) for mmdet's ``CocoDataset``; ``ade`` writes the ADEChallengeData2016
 layout (``images/{training,validation}``, ``annotations/{training,validation}``) for mmseg's
-``ADE20KDataset``; ``longrange`` writes the same layout with labels 1..3 for mmseg's
-``BaseSegDataset`` (a blob's class decided by a far or a local cue, see
-``mambaout_dense.datasets.synthetic.longrange``). Output is deterministic for a seed. See
-``mambaout_dense.datasets``.
+``ADE20KDataset``; ``longrange`` writes the same layout with labels 1..2 on the target pixels
+only, for mmseg's ``BaseSegDataset`` (the target takes the colour of a marker exactly d tokens
+away, see ``mambaout_dense.datasets.synthetic.longrange``). Output is deterministic for a seed.
+See ``mambaout_dense.datasets``.
 """
 from __future__ import annotations
 
@@ -63,12 +64,12 @@ def _run_ade(args: argparse.Namespace) -> None:
 
 def _run_longrange(args: argparse.Namespace) -> None:
     from mambaout_dense.datasets.synthetic.longrange import generate_longrange
-    info = generate_longrange(args.out, args.train, args.val, args.size, args.seed, args.variant,
-                              args.min_cue_distance, jpeg_quality=args.jpeg_quality,
-                              overwrite=args.overwrite)
-    bound = '>=' if args.variant == 'far' else '<='
-    print(f"{args.variant}: deciding cue {bound} {info['cue_distance']:.1f} px from the pixels "
-          f"it labels; metadata in {info['meta_file']}")
+    info = generate_longrange(args.out, args.train, args.val, args.size, args.seed,
+                              args.distance, background=args.background,
+                              jpeg_quality=args.jpeg_quality, overwrite=args.overwrite)
+    print(f"target takes the colour of a marker d = {info['distance']} tokens away "
+          f"({info['grid']}x{info['grid']} tokens of {info['patch']} px); classes per split "
+          f"{info['class_counts']}; metadata in {info['meta_file']}")
     for split in ('train', 'val'):
         print(f'{split}:\n  {info[f"{split}_img"]}\n  {info[f"{split}_ann"]}')
 
@@ -94,14 +95,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     _common(ade, 'data/synthetic_ade')
     handlers['ade'] = _run_ade
 
-    longrange = sub.add_parser('longrange', help='long-range cue segmentation (mmseg, labels 1..3)')
-    _common(longrange, 'data/synthetic_longrange/far')
-    longrange.set_defaults(train=400, val=50, size=192)  # the experiment's defaults
-    longrange.add_argument('--variant', choices=('far', 'local'), default='far',
-                           help='which cue decides a blob\'s class (same images either way)')
-    longrange.add_argument('--min-cue-distance', type=float,
-                           help='least distance from a blob pixel to the corner marker '
-                           '(default size / 2)')
+    longrange = sub.add_parser(
+        'longrange', help='cue-distance task of the long-range probe (mmseg, labels 1..2)')
+    _common(longrange, 'data/synthetic_longrange/g32_d16')
+    longrange.set_defaults(train=400, val=100, size=128)
+    longrange.add_argument('--distance', type=int,
+                           help='dependency distance in stride-4 tokens (default: half the '
+                           'largest that fits)')
+    longrange.add_argument('--background', choices=('noise', 'clean'), default='noise')
     handlers['longrange'] = _run_longrange
     return parser, handlers
 

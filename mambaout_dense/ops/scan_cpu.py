@@ -9,10 +9,6 @@ code picked by the CPU at run time. The extension is never compiled at import:
 torch version the backend is unavailable; with one it is the default for CPU tensors (see
 :func:`mambaout_dense.ops.get_default_backend`).
 """
-import hashlib
-import importlib.machinery
-import importlib.util
-import json
 import os.path as osp
 from types import ModuleType
 from typing import List, Optional, Tuple
@@ -20,63 +16,31 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .csrc.extension import BUILD_DIR, CompiledExtension  # noqa: F401  (BUILD_DIR re-exported)
 from .scan import _PROBED, Backend, Grads, ScanInputs, register_backend
 
 LIB_NAME = 'mambaout_dense_scan_cpu'
 SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'selective_scan_cpu.cpp')
-BUILD_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'build')
 META_FILE = 'meta.json'
-
-_state: dict = {}
+#: The compiled kernel and its checked build.
+EXTENSION = CompiledExtension(LIB_NAME, SOURCE, META_FILE)
 
 
 def _load() -> Tuple[Optional[ModuleType], Optional[str], dict]:
     """(module, reason it is unavailable, build metadata); loaded once."""
-    if 'module' in _state:
-        return _state['module'], _state['reason'], _state['meta']
-    module, reason, meta = None, None, {}
-    lib = osp.join(BUILD_DIR, LIB_NAME + importlib.machinery.EXTENSION_SUFFIXES[-1])
-    if not osp.exists(lib):
-        lib = osp.join(BUILD_DIR, LIB_NAME + '.so')
-    meta_path = osp.join(BUILD_DIR, META_FILE)
-    if not osp.exists(lib) or not osp.exists(meta_path):
-        reason = ('not built; run `python -m mambaout_dense.ops.csrc.build`')
-    else:
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if meta.get('torch') != torch.__version__:
-            reason = (f"built for torch {meta.get('torch')}, running {torch.__version__}; "
-                      'rebuild with `python -m mambaout_dense.ops.csrc.build`')
-        elif meta.get('source_sha1') is None or meta.get('source_sha1') != source_sha1():
-            reason = ('built from another version of selective_scan_cpu.cpp; rebuild with '
-                      '`python -m mambaout_dense.ops.csrc.build`')
-        else:
-            try:
-                spec = importlib.util.spec_from_file_location(LIB_NAME, lib)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-            except ImportError as e:
-                module, reason = None, f'{lib} does not load: {e}'
-    _state.update(module=module, reason=reason, meta=meta)
-    return module, reason, meta
+    return EXTENSION.load()
 
 
 def source_sha1() -> Optional[str]:
     """SHA-1 of the kernel's source (None when it is missing), recorded by the build so that a
     stale build is not used."""
-    try:
-        with open(SOURCE, 'rb') as f:
-            return hashlib.sha1(f.read()).hexdigest()
-    except OSError:
-        return None
+    return EXTENSION.source_sha1()
 
 
 def use_module(module: Optional[ModuleType]) -> None:
     """Use an already loaded extension (the build's check), or forget it (``None``)."""
-    _state.clear()
+    EXTENSION.use(module)
     _PROBED.pop('cpu', None)
-    if module is not None:
-        _state.update(module=module, reason=None, meta={'torch': torch.__version__})
 
 
 def kernel_isa() -> Optional[str]:

@@ -1,4 +1,4 @@
-"""The long-range driver and the report on a tiny run: one backbone, 2 iterations, 64 px."""
+"""The long-range driver end to end on a tiny budget (with resume), then the report."""
 import json
 import os.path as osp
 import subprocess
@@ -6,6 +6,9 @@ import sys
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO_ROOT, 'tools', 'analysis')
+TINY = ['--mixers', 'gated_cnn', 'ss2d', '--seeds', '2', '--iters', '3', '--batch', '4',
+        '--dim', '16', '--depth', '1', '--d-grid', '8', '--distances', '5', '--l-grids', '8',
+        '--eval-samples', '8', '--jobs', '1']
 
 
 def _run(script, *args):
@@ -13,39 +16,49 @@ def _run(script, *args):
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
 
 
-def test_longrange_driver_then_report_rewrites_the_readme_section(tmp_path):
+def test_longrange_driver_resumes_then_report_rewrites_the_readme_section(tmp_path):
     work = tmp_path / 'work'
-    proc = _run('longrange_experiment.py', '--generate', '--max-iters', 2, '--size', 64,
-                '--num-train', 4, '--num-val', 2, '--batch-size', 2, '--workers', 0,
-                '--backbones', 'mambaout', '--data-root', tmp_path / 'data', '--work-dir', work)
+    proc = _run('longrange_experiment.py', *TINY, '--work-dir', work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with open(work / 'results.json') as f:
-        res = json.load(f)
-    runs = {(r['backbone'], r['variant']): r for r in res['runs']}
-    assert set(runs) == {('mambaout', 'far'), ('mambaout', 'local')}
-    for run in runs.values():
-        assert run['status'] == 'ok' and run['iters'] == 2
-        assert 0.0 <= run['mIoU'] <= 100.0
-        assert set(run['iou']) == {'cue_a', 'cue_b', 'background'}
-    table = (work / 'results.md').read_text()
-    assert '| mambaout |' in table and 'cue-blind oracle' in table
+    assert 'receptive field' in proc.stderr and 'ETA' in proc.stderr
+    # 2 mixers x (8, 5) and the far distance of grid 8 (round(0.875 * 8) = 7 -> at most 6)
+    lines = (work / 'cells.jsonl').read_text().splitlines()
+    assert len(lines) == 2 * 2 * 2
+    res = json.loads((work / 'results.json').read_text())
+    assert {(r['mixer'], r['distance'], r['seed']) for r in res['records']} == {
+        (m, d, s) for m in ('gated_cnn', 'ss2d') for d in (5, 6) for s in (0, 1)}
+    assert res['receptive_field'] == {'gated_cnn': 3.0, 'ss2d': None}
+    assert all(0.0 <= r['acc'] <= 1.0 and r['iters_done'] == 3 for r in res['records'])
+    assert (work / 'accuracy_vs_distance.png').is_file()
+    assert (work / 'accuracy_vs_length.png').is_file()
 
-    # without --generate, a data root holding another set is refused (nothing overwritten)
-    proc = _run('longrange_experiment.py', '--max-iters', 2, '--size', 96, '--num-train', 4,
-                '--num-val', 2, '--backbones', 'mambaout', '--data-root', tmp_path / 'data',
-                '--work-dir', tmp_path / 'work2')
-    assert proc.returncode != 0 and 'pass --generate' in proc.stderr
+    # a killed sweep: drop the last finished cell; the rerun trains only that one
+    (work / 'cells.jsonl').write_text('\n'.join(lines[:-1]) + '\n')
+    proc = _run('longrange_experiment.py', *TINY, '--work-dir', work, '--no-complexity')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '7 done' in proc.stderr and '1 to run' in proc.stderr
+    assert len((work / 'cells.jsonl').read_text().splitlines()) == 8
+    sessions = json.loads((work / 'results.json').read_text())['sessions']
+    assert [s['cells_run'] for s in sessions] == [8, 1]
 
     readme = tmp_path / 'README.md'
-    readme.write_text('# title\n\n<!-- long-sequence:begin -->\nold\n<!-- long-sequence:end -->\n'
-                      '\n## after\n')
+    readme.write_text('# title\n\n<!-- long-sequence:begin -->\nSTALE SECTION\n'
+                      '<!-- long-sequence:end -->\n\n## after\n')
     docs = tmp_path / 'docs'
     proc = _run('report.py', '--only', 'longrange', 'long_sequence', '--docs', docs, '--readme',
                 readme, '--longrange-results', work / 'results.json')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    longrange_md = (docs / 'longrange.md').read_text()
-    assert 'Smoke run' in longrange_md and '| mambaout |' in longrange_md
+    page = (docs / 'longrange' / 'results.md').read_text()
+    assert 'Smoke run' in page and 'Verdict' in page and '| gated_cnn |' in page
+    assert (docs / 'longrange' / 'results.json').is_file()
+    assert (docs / 'longrange' / 'accuracy_vs_distance.png').is_file()
     text = readme.read_text()
     assert text.startswith('# title\n') and text.rstrip().endswith('## after')
-    assert 'old' not in text and '## Probing the long-sequence hypothesis' in text
+    assert 'STALE SECTION' not in text and '## Probing the long-sequence hypothesis' in text
     assert '| 224×224 | L=3136, 5.44 |' in text  # the token table of MambaOut-T
+    assert 'ss2d − gated_cnn' in text and 'longrange_experiment.py --mixers' in text
+
+    # the stored copy in docs/ is enough to regenerate (no work dir)
+    proc = _run('report.py', '--only', 'longrange', '--docs', docs, '--readme', readme,
+                '--longrange-results', tmp_path / 'missing.json')
+    assert proc.returncode == 0 and 'ss2d − gated_cnn' in readme.read_text()

@@ -1,7 +1,6 @@
-"""The long-range cue generator: deterministic, and the deciding cue is as far/near as promised."""
+"""The cue-distance generator: exact distances, balanced labels, labels only on the target."""
 import filecmp
-import json
-import os
+import itertools
 import os.path as osp
 import subprocess
 import sys
@@ -9,151 +8,138 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from mambaout_dense.datasets.synthetic.longrange import (
+    LONGRANGE_PALETTE,
+    cue_batch,
+    dependency_distance,
     generate_longrange,
-    longrange_sample,
-    reference_miou,
+    layout_counts,
+    max_distance,
+    min_distance,
+    sample_layouts,
 )
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SIZE = 96
 
 
-def _tree(root: str) -> list:
-    return sorted(osp.relpath(osp.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+def _brute_distance(t, m, ts=3, ms=2):
+    """max over target tokens of the Chebyshev distance to the nearest marker token, by loops."""
+    worst = 0
+    for ty, tx in itertools.product(range(t[0], t[0] + ts), range(t[1], t[1] + ts)):
+        nearest = min(max(abs(ty - my), abs(tx - mx))
+                      for my, mx in itertools.product(range(m[0], m[0] + ms),
+                                                      range(m[1], m[1] + ms)))
+        worst = max(worst, nearest)
+    return worst
 
 
-@pytest.fixture(scope='module')
-def sets(tmp_path_factory):
-    """Both variants of one seed (3 train + 2 val images of 96 px)."""
-    root = tmp_path_factory.mktemp('longrange')
-    return {v: generate_longrange(str(root / v), 3, 2, SIZE, seed=7, variant=v)
-            for v in ('far', 'local')}
+def _disjoint(t, m, ts=3, ms=2):
+    return (m[0] + ms <= t[0] or m[0] >= t[0] + ts or m[1] + ms <= t[1] or m[1] >= t[1] + ts)
 
 
-def _images(info: dict, split: str = 'train'):
-    """(name, RGB image, label map, per-image metadata) of a split as written to disk."""
-    with open(info['meta_file']) as f:
-        meta = {m['name']: m for m in json.load(f)['images'][split]}
-    for name in sorted(meta):
-        img = cv2.imread(osp.join(info[f'{split}_img'], name + '.jpg'))[..., ::-1]
-        label = cv2.imread(osp.join(info[f'{split}_ann'], name + '.png'), cv2.IMREAD_UNCHANGED)
-        yield name, img, label, meta[name]
+@pytest.mark.parametrize('grid,distance', [(8, 3), (8, 6), (16, 9), (24, 12), (24, 22)])
+def test_layouts_realise_the_requested_distance_exactly(grid, distance):
+    rng = np.random.default_rng(0)
+    targets, markers = sample_layouts(rng, 40, grid, distance)
+    for t, m in zip(targets.tolist(), markers.tolist()):
+        assert _brute_distance(t, m) == distance == dependency_distance(t, m)
+        assert _disjoint(t, m)
+        assert 0 <= min(t) and max(t) + 3 <= grid and 0 <= min(m) and max(m) + 2 <= grid
 
 
-def _cue_class(rgb_patch: np.ndarray) -> int:
-    """1 for a red fill, 2 for a blue one (the JPEG keeps them far apart)."""
-    r, _, b = rgb_patch.reshape(-1, 3).mean(0)
-    return 1 if r > b else 2
+def test_layout_counts_equal_a_brute_force_enumeration():
+    """Uniform sampling over layouts rests on these counts: every target placement, every d."""
+    grid = 7
+    for distance in range(min_distance(), max_distance(grid) + 1):
+        counts = layout_counts(grid, distance)
+        ref = np.zeros_like(counts)
+        for ty, tx in itertools.product(range(grid - 2), repeat=2):
+            for my, mx in itertools.product(range(grid - 1), repeat=2):
+                t, m = (ty, tx), (my, mx)
+                if _disjoint(t, m) and _brute_distance(t, m) == distance:
+                    ref[ty, tx] += 1
+        np.testing.assert_array_equal(counts, ref, err_msg=f'd={distance}')
+    assert (min_distance(), max_distance(grid)) == (3, 5)
 
 
-def test_generation_is_deterministic(sets, tmp_path):
-    again = generate_longrange(str(tmp_path / 'far'), 3, 2, SIZE, seed=7, variant='far')
-    files = _tree(sets['far']['root'])
-    assert files == _tree(again['root']) and len(files) == 2 * 5 + 1
-    assert all(filecmp.cmp(osp.join(sets['far']['root'], f), osp.join(again['root'], f),
-                           shallow=False) for f in files)
-    img, label, _ = longrange_sample(8, 'train', 0, SIZE)
-    other, _, _ = longrange_sample(7, 'train', 0, SIZE)
-    assert not np.array_equal(img, other)
+def test_impossible_distances_raise():
+    with pytest.raises(ValueError, match='valid: 3..14'):
+        cue_batch(0, 2, grid=16, distance=15)
+    with pytest.raises(ValueError, match='valid: 3..14'):
+        cue_batch(0, 2, grid=16, distance=2)
 
 
-def test_variants_share_images_and_differ_only_in_labels(sets):
-    far, local = sets['far'], sets['local']
-    for name in os.listdir(far['train_img']):
-        assert filecmp.cmp(osp.join(far['train_img'], name), osp.join(local['train_img'], name),
-                           shallow=False)
-    diffs = [not np.array_equal(a[2], b[2]) for a, b in zip(_images(far), _images(local))]
-    assert len(diffs) == 3
-    for (_, _, la, _), (_, _, lb, _) in zip(_images(far), _images(local)):
-        np.testing.assert_array_equal(np.isin(la, (1, 2)), np.isin(lb, (1, 2)))  # same blobs
+@pytest.mark.parametrize('n', [32, 31])
+def test_batches_are_balanced_and_label_only_target_tokens_with_the_marker_colour(n):
+    b = cue_batch((5, 1), n, grid=12, distance=7, patch=4)
+    counts = np.bincount(b['classes'], minlength=2)
+    assert abs(int(counts[0]) - int(counts[1])) == n % 2 and counts.sum() == n
+    assert b['images'].shape == (n, 3, 48, 48) and b['labels'].shape == (n, 12, 12)
+    for i in range(n):
+        lab, cls = b['labels'][i], b['classes'][i]
+        ty, tx = b['targets'][i]
+        assert (lab[ty:ty + 3, tx:tx + 3] == cls).all() and (lab >= 0).sum() == 9
+        my, mx = b['markers'][i] * 4
+        marker_px = b['images'][i, :, my:my + 8, mx:mx + 8].reshape(3, -1)
+        np.testing.assert_allclose(marker_px.mean(1), LONGRANGE_PALETTE[cls], atol=1e-6)
+    # balance holds over many batches too (the odd one alternates)
+    odd = [np.bincount(cue_batch((s, 1), 5, 12, 7)['classes'], minlength=2)[0]
+           for s in range(40)]
+    assert 0.3 < np.mean(odd) / 5 < 0.7
 
 
-def test_far_cue_is_at_least_the_minimum_distance_and_decides_the_class(sets):
-    """Every labelled blob pixel is >= size/2 from the corner marker, whose colour is its class."""
-    info = sets['far']
-    assert info['requested_min_cue_distance'] == SIZE / 2
-    assert info['cue_distance'] == info['min_far_distance'] >= SIZE / 2
-    for split in ('train', 'val'):
-        for _, img, label, meta in _images(info, split):
-            y0, x0, y1, x1 = meta['corner_box']
-            ys, xs = np.nonzero(np.isin(label, (1, 2)))
-            assert ys.size > 0
-            # distance of each pixel centre to the nearest pixel of the marker box
-            dy = np.maximum(np.maximum(y0 - ys, ys - (y1 - 1)), 0)
-            dx = np.maximum(np.maximum(x0 - xs, xs - (x1 - 1)), 0)
-            assert np.hypot(dy, dx).min() >= SIZE / 2
-            assert (label[y0:y1, x0:x1] == 0).all()  # the marker itself is ignored
-            inner = img[y0 + 2:y1 - 2, x0 + 2:x1 - 2]
-            assert set(np.unique(label[ys, xs])) == {_cue_class(inner)}
-            assert set(np.unique(label)) <= {0, 1, 2, 3}
+def test_batches_are_a_pure_function_of_the_seed():
+    a, b = cue_batch((3, 7), 4, 10, 5), cue_batch((3, 7), 4, 10, 5)
+    c = cue_batch((4, 7), 4, 10, 5)
+    np.testing.assert_array_equal(a['images'], b['images'])
+    np.testing.assert_array_equal(a['labels'], b['labels'])
+    assert not np.array_equal(a['images'], c['images'])
+    clean = cue_batch((3, 7), 4, 10, 5, background='clean')
+    np.testing.assert_array_equal(clean['labels'], a['labels'])  # background only
+    assert np.unique(clean['images']).size <= 6
 
 
-def test_local_cue_is_inside_each_blob_and_decides_its_class(sets):
-    """Each blob is labelled by the dot it encloses, which is at most ~ a blob radius away."""
-    info = sets['local']
-    bound = 0.1 * SIZE * 1.25 * 1.5  # largest blob radius x irregularity, with slack
-    assert info['cue_distance'] == info['max_local_distance'] <= bound
-    assert info['min_far_distance'] >= SIZE / 2  # same images as 'far'
-    checked = 0
-    for _, img, label, _ in _images(info):
-        blobs, n = ndimage.label(np.isin(label, (1, 2)))
-        for k in range(1, n + 1):
-            region = blobs == k
-            # the dot: ignored pixels enclosed by this blob (its holes)
-            dot = ndimage.binary_fill_holes(region) & ~region & (label == 0)
-            if not dot.any():
-                continue  # a blob cut by the image border can lose its enclosed dot
-            checked += 1
-            dist = ndimage.distance_transform_edt(~dot)
-            assert dist[region].max() <= info['max_local_distance'] + 1e-6
-            ys, xs = np.nonzero(ndimage.binary_erosion(dot))
-            assert set(np.unique(label[region])) == {_cue_class(img[ys, xs])}
-    assert checked >= 3
+def test_generate_longrange_writes_the_ade_layout(tmp_path):
+    info = generate_longrange(str(tmp_path / 'lr'), 4, 2, size=48, seed=1, distance=7)
+    assert info['grid'] == 12 and info['distance'] == 7
+    assert info['class_counts'] == {'train': [2, 2], 'val': [1, 1]}
+    png = cv2.imread(osp.join(info['train_ann'], 'LR_train_00000001.png'), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (48, 48) and set(np.unique(png)) in ({0, 1}, {0, 2})
+    assert (png > 0).sum() == 9 * 16  # the 3x3-token target at 4x4 pixels per token
+    ys, xs = np.nonzero(png)
+    rgb = cv2.imread(osp.join(info['train_img'], 'LR_train_00000001.jpg'))[..., ::-1]
+    assert rgb.shape == (48, 48, 3)
+    assert (ys.min() % 4, xs.min() % 4) == (0, 0)
 
 
-def test_impossible_distance_and_unknown_variant_raise(tmp_path):
-    with pytest.raises(ValueError, match='lower min_cue_distance'):
-        longrange_sample(0, 'train', 0, SIZE, min_cue_distance=SIZE * 2)
-    with pytest.raises(ValueError, match='valid: far, local'):
-        generate_longrange(str(tmp_path), 1, 1, SIZE, variant='near')
-
-
-def test_reference_miou_is_the_cue_blind_oracle(sets):
-    ref = reference_miou(sets['far']['val_ann'])
-    assert ref['background'] == 100.0 and min(ref['cue_a'], ref['cue_b']) == 0.0
-    assert 50.0 <= max(ref['cue_a'], ref['cue_b']) <= 100.0
-    assert ref['mIoU'] == pytest.approx((100 + ref['cue_a'] + ref['cue_b']) / 3)
-
-
-def test_mmseg_reads_it_with_the_longrange_config(sets):
-    """configs/upernet_longrange_femto_synthetic.py's dataset loads the set: labels 0..2 + 255."""
+def test_mmseg_reads_it_with_the_longrange_config(tmp_path):
+    """configs/upernet_longrange_femto_synthetic.py's dataset loads the set: labels 0..1 + 255."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
+    info = generate_longrange(str(tmp_path / 'lr'), 1, 2, size=64, seed=0)
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'upernet_longrange_femto_synthetic.py'))
     ds_cfg = cfg.val_dataloader.dataset
-    ds_cfg.data_root = sets['far']['root']
+    ds_cfg.data_root = info['root']
     with DefaultScope.overwrite_default_scope('mmseg'):
         dataset = DATASETS.build(ds_cfg)
-        assert len(dataset) == 2 and dataset.metainfo['classes'] == ('cue_a', 'cue_b',
-                                                                     'background')
+        assert len(dataset) == 2 and dataset.metainfo['classes'] == ('red', 'blue')
         seg = dataset[0]['data_samples'].gt_sem_seg.data.numpy()
-    assert set(np.unique(seg)) <= {0, 1, 2, 255} and {2, 255} <= set(np.unique(seg))
+    values = set(np.unique(seg))
+    assert 255 in values and len(values - {255}) == 1 and values - {255} <= {0, 1}
 
 
 @pytest.mark.slow
 def test_make_synthetic_longrange_subcommand(tmp_path):
     out = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'make_synthetic.py'),
-                          'longrange', '--out', str(tmp_path), '--train', '1', '--val', '1',
-                          '--size', str(SIZE), '--seed', '7', '--variant', 'far'],
+                          'longrange', '--out', str(tmp_path), '--train', '2', '--val', '1',
+                          '--size', '64', '--seed', '7', '--distance', '9'],
                          capture_output=True, text=True, check=True)
-    assert 'far: deciding cue >=' in out.stdout
+    assert 'd = 9 tokens' in out.stdout
     name = 'LR_train_00000001.png'
-    ref = generate_longrange(str(tmp_path / 'ref'), 1, 1, SIZE, seed=7)
+    ref = generate_longrange(str(tmp_path / 'ref'), 2, 1, 64, seed=7, distance=9)
     assert filecmp.cmp(osp.join(tmp_path, 'annotations', 'training', name),
                        osp.join(ref['train_ann'], name), shallow=False)

@@ -135,8 +135,8 @@ def test_missing_or_stale_build_is_unavailable(monkeypatch, tmp_path, meta, reas
     lib.write_bytes(b'not a library')
     if meta is not None:
         (tmp_path / scan_cpu.META_FILE).write_text(json.dumps(meta))
-    monkeypatch.setattr(scan_cpu, 'BUILD_DIR', str(tmp_path))
-    monkeypatch.setattr(scan_cpu, '_state', {})
+    monkeypatch.setattr(scan_cpu.EXTENSION, 'build_dir', str(tmp_path))
+    monkeypatch.setattr(scan_cpu.EXTENSION, '_state', {})
     monkeypatch.delitem(ss._PROBED, 'cpu', raising=False)
     assert reason in scan_cpu._load()[1]
     assert 'cpu' not in available_backends('cpu')

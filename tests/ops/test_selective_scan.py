@@ -320,9 +320,9 @@ def test_default_backend_rule(monkeypatch, device, available, expected):
 def test_default_backend_ignores_build_timings(monkeypatch):
     """A build's metadata (e.g. an old timing verdict) does not change the default."""
     import mambaout_dense.ops.scan_cpu as scan_cpu
-    monkeypatch.setattr(scan_cpu, '_state', dict(module=object(), reason=None,
-                                                 meta=dict(torch=torch.__version__,
-                                                           faster_than_torch=False)))
+    monkeypatch.setattr(scan_cpu.EXTENSION, '_state', dict(
+        module=object(), reason=None, meta=dict(torch=torch.__version__,
+                                                faster_than_torch=False)))
     monkeypatch.delitem(ss._PROBED, 'cpu', raising=False)
     assert get_default_backend('cpu') == 'cpu'
 

@@ -10,14 +10,18 @@ Sections (MambaOut, arXiv 2405.07992: a task is long-sequence when L > 6D):
 - scaling: docs/scaling/ (CSV, PNG, exponents) from mambaout_dense.analysis.scaling;
 - erf: docs/erf/ (heat-maps and r50/r90 per stage) for the UperNet MambaOut-T/VMamba-T/hybrid
   backbones, random weights unless --erf-checkpoint CONFIG=CKPT is given;
-- longrange: docs/longrange.md from tools/analysis/longrange_experiment.py's results.json.
+- longrange: docs/longrange/ (results.json, results.md, plots) from the results of
+  tools/analysis/longrange_experiment.py (its WORK_DIR/results.json, else the stored copy in
+  docs/longrange/results.json); the reasoning behind the experiment is docs/longrange.md.
 
 The README section between <!-- long-sequence:begin --> and <!-- long-sequence:end --> is
-rewritten from these results (the markers are appended to README.md when missing).
+rewritten from these results (mambaout_dense.analysis.tables.update_readme_section; the markers
+are appended to README.md when missing).
 
     python tools/analysis/report.py                       # everything, full sizes (slow on CPU)
     python tools/analysis/report.py --quick               # tiny sizes and test archs
     python tools/analysis/report.py --only long_sequence hybrid
+    python tools/analysis/report.py --only longrange      # after longrange_experiment.py
 """
 import argparse
 import json
@@ -30,7 +34,8 @@ from typing import Any, Dict, List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SECTIONS = ('long_sequence', 'hybrid', 'scaling', 'erf', 'longrange')
-BEGIN, END = '<!-- long-sequence:begin -->', '<!-- long-sequence:end -->'
+README_SECTION = 'long-sequence'
+LONGRANGE_DOCS = 'longrange'  # docs/longrange/: the probe's stored results and plots
 SHAPES = [(224, 224), (800, 1280), (512, 512), (512, 2048)]
 BACKBONES = [('MambaOut-T', 'mambaout_tiny'), ('VMamba-T', 'vmamba_tiny'),
              ('Hybrid-T', 'hybrid_tiny')]
@@ -197,36 +202,58 @@ def section_erf(docs: str, quick: bool, images: int, shape, checkpoints: Dict[st
 
 
 def section_longrange(docs: str, results: str) -> Dict[str, Any]:
-    if not osp.isfile(results):
-        text = (f'# Long-range experiment\n\n{GENERATED}\n\nNot run yet ({results} is missing). '
-                'Run `python tools/analysis/longrange_experiment.py --generate` (about 2 hours '
-                'on a CPU: 3 backbones x 2 variants x 20 minutes), then this report.\n')
-        _write(osp.join(docs, 'longrange.md'), text)
+    """docs/longrange/{results.json,results.md,*.png} from the probe's results.
+
+    ``results`` is the driver's WORK_DIR/results.json; when it is missing the stored copy in
+    docs/longrange/results.json is used, so the docs and the README can be regenerated from the
+    repository alone.
+    """
+    import math
+
+    from mambaout_dense.analysis import longrange as lr
+    from mambaout_dense.analysis.tables import write_json, write_text
+    out = osp.join(docs, LONGRANGE_DOCS)
+    stored = osp.join(out, 'results.json')
+    source = results if osp.isfile(results) else stored
+    if not osp.isfile(source):
+        write_text(osp.join(out, 'results.md'),
+                   f'# Long-range probe: results\n\n{GENERATED}\n\nNot run yet ({results} is '
+                   'missing). Run `python tools/analysis/longrange_experiment.py` (about 40 min '
+                   'on a 2-core CPU), then `python tools/analysis/report.py --only longrange`.\n')
         return dict(table=None)
-    with open(results) as f:
+    with open(source) as f:
         res = json.load(f)
-    table_file = osp.join(osp.dirname(results), 'results.md')  # written by the driver
-    with open(table_file) as f:
-        table = f.read().strip()
-    iters = res.get('max_iters')
-    smoke = iters < 100 if iters else res['minutes'] < 3
-    budget = f'{iters} iterations per run' if iters else f'{res["minutes"]:g} min per run'
+    if osp.abspath(source) != osp.abspath(stored):
+        write_json(stored, res)
+    settings = lr.ProbeSettings(**res['settings'])
+    rf = {m: (math.inf if v is None else v) for m, v in res['receptive_field'].items()}
+    records = res['records']
+    far = {int(g): d for g, d in res['plan']['far_by_grid'].items()}
+    plots = lr.plot_results(records, settings, res['plan']['d_grid'], far, rf, out) \
+        if records else []
+    complete = len(records) == res['cells_planned']
+    smoke = settings.iters < 100 or settings.eval_samples < 64
+    note = ''
     if smoke:
-        note = (f'**Smoke run** ({budget}, not the experiment: these numbers only show that the '
-                'pipeline works end to end.)\n\n')
-    elif not iters and res['minutes'] < 20:
-        note = (f'**Reduced budget**: {budget} instead of the 20 the design allows; the models '
-                'are less trained than they could be, so read the gaps as preliminary.\n\n')
-    else:
-        note = ''
-    text = (f'# Long-range experiment\n\n{GENERATED}\n\n{note}'
-            'Does the class of a blob that depends on a far cue (`far`) get learned as well as '
-            'one that depends on a local cue (`local`, same images)? A gap local − far that is '
-            'smaller for SS2D-based backbones would mean that they carry long-range information '
-            'better; the cue-blind oracle row is the best score without reading any cue.\n\n'
-            + table + '\n')
-    _write(osp.join(docs, 'longrange.md'), text)
-    return dict(table=table, smoke=smoke, budget=budget)
+        note = ('**Smoke run** (a tiny budget: these numbers only show that the pipeline works '
+                'end to end, they measure nothing).\n\n')
+    elif not complete:
+        note = (f'**Incomplete**: {len(records)} of {res["cells_planned"]} cells; rerun the '
+                'command below to finish (finished cells are kept).\n\n')
+    body = lr.render_markdown(res)
+    write_text(osp.join(out, 'results.md'),
+               f'# Long-range probe: results\n\n{GENERATED}\n\n{note}Design and reasoning: '
+               '[../longrange.md](../longrange.md).\n\n' + body
+               + ''.join(f'\n![{osp.basename(p)}]({osp.basename(p)})\n' for p in plots))
+    table = lr.results_markdown(records, settings, rf) if records else None
+    lines = lr.verdict(records, settings, res['plan']['d_grid'], rf, far) if records else []
+    return dict(table=table, verdict=lines, smoke=smoke, complete=complete,
+                command=res['command'], settings=settings,
+                complexity=lr.complexity_markdown(dict(receptive_field=rf,
+                                                       rows=res['complexity']), settings.dim),
+                plots=[osp.basename(p) for p in plots], sessions=res.get('sessions', []),
+                environment=res.get('environment'), done=len(records),
+                planned=res['cells_planned'])
 
 
 # ----------------------------------------------------------------------------- README
@@ -272,21 +299,13 @@ def readme_section(results: Dict[str, Dict[str, Any]], quick: bool) -> str:
                 '']
     lr = results.get('longrange')
     if lr:
-        if lr.get('table'):
-            out += ['Long-range vs local cue, Femto-sized backbones trained from scratch on a CPU'
-                    + (f' (**smoke run, {lr["budget"]}**)' if lr.get('smoke') else '')
-                    + ' ([details](docs/longrange.md)):', '']
-            for block in lr['table'].split('\n\n'):  # prose, bullets, table: wrapped apart
-                out += [block, '']
-        else:
-            out += ['The long-range experiment (`tools/analysis/longrange_experiment.py`) has '
-                    'not been run yet; see [docs/longrange.md](docs/longrange.md).', '']
+        out += longrange_readme(lr)
     return '\n'.join(_wrap(block) for block in out).rstrip() + '\n'
 
 
 def _wrap(block: str) -> str:
     """Wrap prose at 100 columns (tables, images, comments and headings stay as they are)."""
-    if not block or block.startswith(('|', '!', '<!--', '#', '-')):
+    if not block or block.startswith(('|', '!', '<!--', '#', '-', '```')):
         return block
     prefix = '> ' if block.startswith('> ') else ''
     return textwrap.fill(block[len(prefix):], 100, initial_indent=prefix,
@@ -294,19 +313,46 @@ def _wrap(block: str) -> str:
                          break_long_words=False)
 
 
-def update_readme(readme: str, section: str) -> bool:
-    """Replace the text between the markers (appending them when missing). False: no README."""
-    if not osp.isfile(readme):
-        return False
-    with open(readme) as f:
-        text = f.read()
-    if BEGIN not in text or END not in text:
-        text = text.rstrip('\n') + f'\n\n{BEGIN}\n{END}\n'
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    with open(readme, 'w') as f:
-        f.write(f'{head}{BEGIN}\n{section}{END}{tail}')
-    return True
+def longrange_readme(lr: Dict[str, Any]) -> List[str]:
+    """README blocks of the long-range probe: design, table with gaps, verdict, command."""
+    if not lr.get('table'):
+        return ['The long-range probe (`tools/analysis/longrange_experiment.py`) has not been run '
+                'yet; see [docs/longrange.md](docs/longrange.md).', '']
+    s = lr['settings']
+    status = ''
+    if lr.get('smoke'):
+        status = ' **Smoke run: these numbers measure nothing.**'
+    elif not lr.get('complete'):
+        status = f' **Incomplete: {lr["done"]} of {lr["planned"]} cells.**'
+    out = ['### Long-range probe: does SS2D learn what lies beyond a Gated CNN\'s field?', '',
+           f'A probe network (4x4 patch stem, {s.depth} blocks of width D = {s.dim} at one stage) '
+           'differs only in its token mixer, at matched parameters. Its task: the tokens of a '
+           'grey target take the colour (red/blue, balanced) of a marker exactly d tokens away '
+           f'(Chebyshev, farthest target token); each run trains {s.iters} iterations of batch '
+           f'{s.batch}, half at the local distance d = {s.local_distance} (the control) and half '
+           'at d, and is scored on held-out target tokens (chance 0.5). Runs below '
+           f'{s.learned_threshold:g} on the local control are flagged not learned and left out. '
+           f'Design and reasoning: [docs/longrange.md](docs/longrange.md); all numbers: '
+           f'[docs/longrange/results.md](docs/longrange/results.md).{status}', '',
+           lr['complexity'], '',
+           'Accuracy at d, mean ± std over learned seeds (learned/runs), and the gap of each '
+           'mixer to Gated CNN paired by seed with its 95% interval:', '',
+           lr['table'], '', 'Verdict (generated from the numbers):', '']
+    out += [f'- {line}' for line in lr['verdict']]
+    out += ['', f'Every number holds for this budget ({s.iters} iterations per run): a mixer below '
+            'its ceiling may still learn with more steps (budget checks and interpretation in '
+            '[docs/longrange.md](docs/longrange.md)).']
+    sessions = lr.get('sessions') or [dict(command=lr['command'], cells_run=lr['done'],
+                                           wall_s=None)]
+    out += ['', f'Produced by these commands ({lr.get("environment", "")}; each resumes the '
+            'cells already in its work dir and trains the rest; wall time of each on the shared '
+            '2-core machine, 2 processes). Rerun with other seeds via `--seeds N` or another '
+            '`--work-dir`, then `python tools/analysis/report.py --only longrange`:', '',
+            '```\n' + '\n'.join(
+                s['command'] + (f"   # {s['cells_run']} cells, {s['wall_s'] / 60:.1f} min"
+                                if s.get('wall_s') else '') for s in sessions) + '\n```', '']
+    out += [f'![{p}](docs/longrange/{p})' for p in lr.get('plots', [])] + ['']
+    return out
 
 
 def _previous(docs: str) -> Dict[str, Dict[str, Any]]:
@@ -388,8 +434,9 @@ def main(argv=None) -> int:
     section = readme_section(results, args.quick)
     _write(osp.join(docs, 'readme_section.md'), section)
     if not args.no_readme:
-        if update_readme(args.readme, section):
-            print(f'[report] rewrote the section of {args.readme} between {BEGIN} and {END}')
+        from mambaout_dense.analysis.tables import update_readme_section
+        if update_readme_section(README_SECTION, section, args.readme):
+            print(f'[report] rewrote the {README_SECTION!r} section of {args.readme}')
         else:
             print(f'[report] {args.readme} not found; the section is in '
                   f'{osp.join(docs, "readme_section.md")}')

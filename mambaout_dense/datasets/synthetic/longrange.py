@@ -1,282 +1,315 @@
-"""A synthetic segmentation task whose labels need a long-range cue (and its local control).
+"""The long-range probe's task: a target takes the colour of a marker exactly d tokens away.
 
-Separates "long sequence" from "long-range dependency" for the hypothesis of Yu & Wang, "MambaOut:
-Do We Really Need Mamba for Vision?", arXiv 2405.07992: MambaOut's Gated CNN mixes tokens in a
-7x7 window per block, while SS2D (Liu et al., "VMamba: Visual State Space Model",
-arXiv 2401.10166) scans the whole map. Here a region's class is decided by a cue far away from
-it, so a model must carry information across the image.
+Built to test the hypothesis of Yu & Wang, "MambaOut: Do We Really Need Mamba for Vision?",
+arXiv 2405.07992: MambaOut's Gated CNN mixes tokens inside a k x k window per block, while SS2D
+(Liu et al., "VMamba: Visual State Space Model", arXiv 2401.10166) scans the whole map, so only
+the latter can, in principle, carry information farther than the sum of its kernels' radii. In the
+spirit of Pathfinder (Linsley et al., arXiv 1805.08315; Tay et al., "Long Range Arena",
+arXiv 2011.04006) the task controls the distance a dependency spans, here exactly.
 
-Every image holds, on a cluttered background:
+An image is a ``grid x grid`` array of ``patch x patch`` pixel tokens (the tokens of a stride-
+``patch`` stem). Every image holds, on a grey background (flat or noisy):
 
-- one *corner marker*: a square with a white frame, filled red or blue, in a random corner;
-- 1-4 *blobs*, drawn identically whatever their class, placed so that every blob pixel is at
-  least ``min_cue_distance`` pixels from every corner-marker pixel;
-- one *dot* at the centre of each blob: a small framed square, filled red or blue.
+- one *target*: a ``target x target``-token grey square with a white frame, the same in every
+  image; its tokens are the only labelled ones;
+- one *marker*: a ``marker x marker``-token square filled red (class 0) or blue (class 1).
 
-The two variants share every pixel of every image (same seed -> the same image) and differ only
-in which cue decides the label of a blob (red -> ``cue_a``, blue -> ``cue_b``):
+Every target token is labelled with the marker's class. The *dependency distance* ``d`` is the
+Chebyshev distance, in tokens, from the target token farthest from the marker to the nearest marker
+token, ``max_{t in target} min_{m in marker} max(|t_y - m_y|, |t_x - m_x|)``: a mixer whose
+receptive field has Chebyshev radius ``r`` tokens can see the marker from every labelled token iff
+``d <= r``. Layouts are drawn uniformly among all (target, marker) placements with exactly the
+requested ``d`` (boxes disjoint, inside the grid), and each batch holds as many red as blue
+markers (one more of one class when the batch size is odd, alternating between batches).
 
-- ``far``: the corner marker decides the class of all blobs; the dots are random distractors.
-  The deciding cue is at least ``min_cue_distance`` away from every pixel it labels.
-- ``local``: each blob's own dot decides; the corner marker is a random distractor. The deciding
-  cue is at most the blob radius away.
-
-Label PNG values: 0 = markers and dots (ignored through ``reduce_zero_label=True``), 1 = ``cue_a``,
-2 = ``cue_b``, 3 = ``background``. Layout (ADEChallengeData2016's, read by mmseg's
-``BaseSegDataset`` with ``img_suffix='.jpg'``, ``seg_map_suffix='.png'``)::
+:func:`cue_batch` draws batches in memory from a seeded generator (the probe trains on them);
+:func:`generate_longrange` writes the same images in the ADEChallengeData2016 layout for mmseg
+(``configs/upernet_longrange_*.py``)::
 
     out_dir/images/{training,validation}/LR_{train,val}_00000001.jpg
     out_dir/annotations/{training,validation}/LR_{train,val}_00000001.png
-    out_dir/longrange_meta.json     (per image: corner box, blob classes, cue distances)
+    out_dir/longrange_meta.json
 
-Image ``i`` of a split is drawn from ``numpy.random.default_rng((seed, 2, split_id, i))``.
+with PNG values 0 = unlabelled (ignored through ``reduce_zero_label=True``), 1 = red, 2 = blue.
 """
 from __future__ import annotations
 
+import functools
 import json
-import math
-import os
 import os.path as osp
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from .shapes import (
-    background,
-    blob_polygon,
-    finish_image,
-    prepare_out_dirs,
-    rasterize,
-    save_image,
-    texture,
-)
+from .shapes import prepare_out_dirs, save_image
 
-__all__ = ['LONGRANGE_CLASSES', 'LONGRANGE_PALETTE', 'LONGRANGE_VARIANTS', 'CUE_COLOURS',
-           'longrange_rng', 'render_longrange', 'longrange_sample', 'generate_longrange',
-           'reference_miou']
+__all__ = ['LONGRANGE_CLASSES', 'LONGRANGE_PALETTE', 'BACKGROUNDS', 'dependency_distance',
+           'min_distance', 'max_distance', 'layout_counts', 'sample_layouts', 'render_images',
+           'cue_batch', 'generate_longrange']
 
-#: Training classes (PNG values 1..3).
-LONGRANGE_CLASSES: tuple[str, ...] = ('cue_a', 'cue_b', 'background')
-LONGRANGE_PALETTE: list[list[int]] = [[220, 40, 40], [40, 80, 220], [128, 128, 128]]
-LONGRANGE_VARIANTS: tuple[str, ...] = ('far', 'local')
-#: Fill colour of a cue deciding class 1 (red) or 2 (blue).
-CUE_COLOURS: dict[int, tuple[int, int, int]] = {1: (235, 25, 25), 2: (25, 60, 235)}
-CUE_A, CUE_B, BACKGROUND, IGNORE = 1, 2, 3, 0
-_DATASET_TAG = 2
-_SPLITS = {'train': (0, 'training', 'LR_train_'), 'val': (1, 'validation', 'LR_val_')}
+#: The two classes (a target takes its marker's colour).
+LONGRANGE_CLASSES: tuple[str, ...] = ('red', 'blue')
+#: Fill colour of the marker per class, RGB in [0, 1].
+LONGRANGE_PALETTE: tuple[tuple[float, float, float], ...] = ((0.9, 0.1, 0.1), (0.1, 0.25, 0.9))
+#: Background kinds: flat grey, or grey with per-image level and per-pixel noise.
+BACKGROUNDS: tuple[str, ...] = ('clean', 'noise')
+_TARGET_FILL, _FRAME = 0.55, 1.0
+_SPLIT_TAGS = {'train': 0, 'val': 1}
 
 
-def longrange_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The generator that draws image ``index`` of ``split`` (the same for both variants)."""
-    return np.random.default_rng((seed, _DATASET_TAG, _SPLITS[split][0], index))
+def _axis_reach(t0: np.ndarray, t: int, m0: np.ndarray, m: int) -> np.ndarray:
+    """Per axis: distance from the farther end of [t0, t0+t-1] to the interval [m0, m0+m-1]."""
+    def gap(p):
+        return np.maximum(0, np.maximum(m0 - p, p - (m0 + m - 1)))
+    return np.maximum(gap(t0), gap(t0 + t - 1))
 
 
-def _framed_square(img: np.ndarray, y0: int, x0: int, side: int, colour: tuple[int, int, int],
-                   frame: int) -> tuple[slice, slice]:
-    """Paint a white-framed square; returns its (rows, cols) slices."""
-    box = (slice(y0, y0 + side), slice(x0, x0 + side))
-    img[box] = 255.0
-    inner = (slice(y0 + frame, y0 + side - frame), slice(x0 + frame, x0 + side - frame))
-    img[inner] = np.asarray(colour, np.float32)
-    return box
-
-
-def _distance_to(mask: np.ndarray) -> np.ndarray:
-    """Exact Euclidean distance of every pixel centre to the nearest pixel of ``mask``."""
-    return ndimage.distance_transform_edt(~mask)
-
-
-def render_longrange(rng: np.random.Generator, size: int, variant: str = 'far',
-                     min_cue_distance: float | None = None,
-                     max_blobs: int = 4) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Draw one image, its label map for ``variant`` and the cue geometry.
+def dependency_distance(target_yx: tuple[int, int], marker_yx: tuple[int, int], target: int = 3,
+                        marker: int = 2) -> int:
+    """The dependency distance of one layout (see the module docstring).
 
     Args:
-        rng (np.random.Generator): Random generator (:func:`longrange_rng`).
-        size (int): Image side in pixels.
-        variant (str): 'far' or 'local' (see the module docstring). Defaults to 'far'.
-        min_cue_distance (float, optional): Smallest distance in pixels from a blob pixel to the
-            corner marker. Defaults to ``0.5 * size``.
-        max_blobs (int): Most blobs per image. Defaults to 4.
+        target_yx (tuple[int, int]): Top-left token of the target box.
+        marker_yx (tuple[int, int]): Top-left token of the marker box.
+        target (int): Target side in tokens. Defaults to 3.
+        marker (int): Marker side in tokens. Defaults to 2.
 
     Returns:
-        tuple: ``(image, label, info)``: the ``(size, size, 3)`` uint8 RGB image, the
-        ``(size, size)`` uint8 label map, and a dict with ``corner_box`` ([y0, x0, y1, x1],
-        exclusive ends), ``corner_class``, ``blob_classes`` (the dots' classes), ``labels``
-        (the class each blob got), ``far_distance`` (min distance of a blob pixel to the
-        corner marker) and ``local_distance`` (max distance of a blob pixel to its own dot).
+        int: ``max`` over target tokens of the Chebyshev distance to the nearest marker token.
+    """
+    ty, tx = (np.asarray(v) for v in target_yx)
+    my, mx = (np.asarray(v) for v in marker_yx)
+    return int(np.maximum(_axis_reach(ty, target, my, marker), _axis_reach(tx, target, mx, marker)))
+
+
+def min_distance(target: int = 3, marker: int = 2) -> int:
+    """Smallest dependency distance of two disjoint boxes: the marker beside the target."""
+    return target
+
+
+def max_distance(grid: int, target: int = 3, marker: int = 2) -> int:
+    """Largest dependency distance inside a ``grid x grid`` map (boxes at opposite edges)."""
+    return grid - marker
+
+
+@functools.lru_cache(maxsize=64)
+def layout_counts(grid: int, distance: int, target: int = 3, marker: int = 2) -> np.ndarray:
+    """Number of marker placements at exactly ``distance`` for each target placement.
+
+    Args:
+        grid (int): Tokens per side.
+        distance (int): Dependency distance.
+        target (int): Target side in tokens. Defaults to 3.
+        marker (int): Marker side in tokens. Defaults to 2.
+
+    Returns:
+        np.ndarray: ``(grid - target + 1, grid - target + 1)`` int64 counts, indexed by the
+        target's top-left token (read-only; cached).
+    """
+    nt, nm = grid - target + 1, grid - marker + 1
+    t = np.arange(nt)[:, None]
+    m = np.arange(nm)[None, :]
+    reach = _axis_reach(t, target, m, marker)  # (nt, nm) per axis
+    apart = (m + marker <= t) | (m >= t + target)  # (nt, nm): the intervals are disjoint
+    # 2-D: max(reach_y, reach_x) == d; the axes are independent, so the counts of a target
+    # placement (ty, tx) are products of per-axis counts: exact on one axis and within on the
+    # other, minus exact on both (counted twice); then the same for overlapping boxes (not
+    # apart on either axis), which are removed
+    def exact(ok):
+        e, w = (eq & ok).sum(1), (le & ok).sum(1)
+        return np.outer(e, w) + np.outer(w, e) - np.outer(e, e)
+
+    eq, le = reach == distance, reach <= distance
+    counts = exact(np.ones_like(apart)) - exact(~apart)  # counts[ty, tx]
+    counts.setflags(write=False)
+    return counts
+
+
+def sample_layouts(rng: np.random.Generator, n: int, grid: int, distance: int, target: int = 3,
+                   marker: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` (target, marker) placements uniformly among those at exactly ``distance``.
+
+    Args:
+        rng (np.random.Generator): Random generator.
+        n (int): Layouts to draw.
+        grid (int): Tokens per side.
+        distance (int): Dependency distance in tokens.
+        target (int): Target side in tokens. Defaults to 3.
+        marker (int): Marker side in tokens. Defaults to 2.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``(n, 2)`` int64 top-left (y, x) tokens of the targets and
+        of the markers.
 
     Raises:
-        ValueError: Unknown variant, or no blob fits at ``min_cue_distance``.
+        ValueError: No layout of this distance fits the grid.
     """
-    if variant not in LONGRANGE_VARIANTS:
-        raise ValueError(f'Unknown variant {variant!r}; valid: {", ".join(LONGRANGE_VARIANTS)}')
-    h = w = int(size)
-    min_dist = 0.5 * size if min_cue_distance is None else float(min_cue_distance)
-    img = background(rng, h, w)
-    label = np.full((h, w), BACKGROUND, np.uint8)
-
-    # corner marker
-    side = max(6, round(size * 0.06))
-    margin = max(2, round(size * 0.012))
-    corner = int(rng.integers(4))
-    y0 = margin if corner in (0, 1) else h - margin - side
-    x0 = margin if corner in (0, 2) else w - margin - side
-    corner_class = int(rng.integers(1, 3))
-    corner_mask = np.zeros((h, w), bool)
-    corner_mask[y0:y0 + side, x0:x0 + side] = True
-    dist_corner = _distance_to(corner_mask)
-
-    # blobs, rejection-sampled beyond min_dist from the marker and apart from each other
-    dot_side = max(4, round(size * 0.03))
-    blobs: list[np.ndarray] = []
-    taken = np.zeros((h, w), bool)
-    wanted = int(rng.integers(1, max_blobs + 1))
-    for _ in range(wanted * 30):
-        if len(blobs) == wanted:
-            break
-        radius = size * rng.uniform(0.06, 0.1)
-        poly = blob_polygon(rng, radius, 0.25)
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        mask = rasterize(h, w, [poly], offset=(cx, cy))
-        if mask.sum() < 16 or dist_corner[mask].min() < min_dist:
-            continue
-        if (ndimage.binary_dilation(mask, iterations=3) & taken).any():
-            continue
-        # the blob must keep its dot (centred on the blob's centroid) inside it
-        ys, xs = np.nonzero(mask)
-        dy, dx = int(round(ys.mean())) - dot_side // 2, int(round(xs.mean())) - dot_side // 2
-        if dy < 0 or dx < 0 or not mask[dy:dy + dot_side, dx:dx + dot_side].all():
-            continue
-        blobs.append(mask)
-        taken |= mask
-    if not blobs:
-        raise ValueError(f'no blob fits {min_dist:.0f} px away from the corner marker in a '
-                         f'{size}px image; lower min_cue_distance')
-
-    # paint: identical blob appearance whatever the class
-    blob_colour = np.float32([170, 170, 170]) + rng.uniform(-25, 25, 3).astype(np.float32)
-    blob_second = np.clip(blob_colour - 60, 0, 255)
-    blob_classes, labels, local_dist = [], [], 0.0
-    for mask in blobs:
-        ys, xs = np.nonzero(mask)
-        patch = texture(rng, h, w, 'checker', blob_colour, blob_second, period=size * 0.03)
-        img[mask] = patch[mask]
-        dot_class = int(rng.integers(1, 3))
-        dy, dx = int(round(ys.mean())) - dot_side // 2, int(round(xs.mean())) - dot_side // 2
-        dot_box = _framed_square(img, dy, dx, dot_side, CUE_COLOURS[dot_class], 1)
-        dot_mask = np.zeros((h, w), bool)
-        dot_mask[dot_box] = True
-        cls = corner_class if variant == 'far' else dot_class
-        region = mask & ~dot_mask
-        label[region] = cls
-        label[dot_mask] = IGNORE
-        local_dist = max(local_dist, float(_distance_to(dot_mask)[region].max()))
-        blob_classes.append(dot_class)
-        labels.append(cls)
-    _framed_square(img, y0, x0, side, CUE_COLOURS[corner_class], max(1, side // 7))
-    label[corner_mask] = IGNORE
-    blob_pixels = np.isin(label, (CUE_A, CUE_B))
-    far_dist = float(dist_corner[blob_pixels].min())
-    info = dict(corner_box=[y0, x0, y0 + side, x0 + side], corner_class=corner_class,
-                blob_classes=blob_classes, labels=labels, far_distance=far_dist,
-                local_distance=local_dist)
-    return finish_image(rng, np.clip(img, 0, 255), blur=0.5, noise=2.0), label, info
+    lo, hi = min_distance(target, marker), max_distance(grid, target, marker)
+    if not lo <= distance <= hi:
+        raise ValueError(f'distance {distance} is impossible on a {grid}x{grid} grid with a '
+                         f'{target}-token target and a {marker}-token marker; valid: {lo}..{hi}')
+    counts = layout_counts(grid, distance, target, marker)
+    p = (counts / counts.sum()).ravel()
+    flat = rng.choice(p.size, size=n, p=p)
+    ty, tx = np.divmod(flat, counts.shape[1])
+    nm = grid - marker + 1
+    my_all, mx_all = np.divmod(np.arange(nm * nm), nm)
+    targets, markers = np.stack([ty, tx], 1), np.empty((n, 2), np.int64)
+    for i in range(n):
+        ry = _axis_reach(ty[i], target, my_all, marker)
+        rx = _axis_reach(tx[i], target, mx_all, marker)
+        ok = np.maximum(ry, rx) == distance
+        ok &= (my_all + marker <= ty[i]) | (my_all >= ty[i] + target) \
+            | (mx_all + marker <= tx[i]) | (mx_all >= tx[i] + target)
+        k = rng.choice(np.flatnonzero(ok))
+        markers[i] = my_all[k], mx_all[k]
+    return targets, markers
 
 
-def longrange_sample(seed: int, split: str, index: int, size: int, variant: str = 'far',
-                     min_cue_distance: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Image ``index`` of ``split`` exactly as :func:`generate_longrange` draws it."""
-    return render_longrange(longrange_rng(seed, split, index), size, variant, min_cue_distance)
+def render_images(rng: np.random.Generator, targets: np.ndarray, markers: np.ndarray,
+                  classes: np.ndarray, grid: int, patch: int = 4, target: int = 3,
+                  marker: int = 2, background: str = 'noise') -> tuple[np.ndarray, np.ndarray]:
+    """Paint images and token label maps for given layouts.
+
+    Args:
+        rng (np.random.Generator): Random generator (background only).
+        targets (np.ndarray): ``(n, 2)`` top-left target tokens.
+        markers (np.ndarray): ``(n, 2)`` top-left marker tokens.
+        classes (np.ndarray): ``(n,)`` marker classes (0 red, 1 blue).
+        grid (int): Tokens per side.
+        patch (int): Pixels per token side. Defaults to 4.
+        target (int): Target side in tokens. Defaults to 3.
+        marker (int): Marker side in tokens. Defaults to 2.
+        background (str): One of :data:`BACKGROUNDS`. Defaults to 'noise'.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``(n, 3, H, W)`` float32 images in [0, 1] with
+        ``H = W = grid * patch``, and ``(n, grid, grid)`` int64 token labels: the class on
+        target tokens, -1 elsewhere.
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f'Unknown background {background!r}; valid: {", ".join(BACKGROUNDS)}')
+    n, side = len(targets), grid * patch
+    if background == 'clean':
+        grey = np.full((n, side, side), 0.45, np.float32)
+    else:
+        level = rng.uniform(0.3, 0.6, (n, 1, 1)).astype(np.float32)
+        grey = level + rng.normal(0.0, 0.08, (n, side, side)).astype(np.float32)
+    images = np.repeat(np.clip(grey, 0.0, 1.0)[:, None], 3, axis=1)
+    labels = np.full((n, grid, grid), -1, np.int64)
+    palette = np.asarray(LONGRANGE_PALETTE, np.float32)
+    ts, ms = target * patch, marker * patch
+    for i in range(n):
+        ty, tx = (int(v) * patch for v in targets[i])
+        images[i, :, ty:ty + ts, tx:tx + ts] = _FRAME
+        images[i, :, ty + 1:ty + ts - 1, tx + 1:tx + ts - 1] = _TARGET_FILL
+        my, mx = (int(v) * patch for v in markers[i])
+        images[i, :, my:my + ms, mx:mx + ms] = palette[classes[i]][:, None, None]
+        labels[i, targets[i][0]:targets[i][0] + target, targets[i][1]:targets[i][1] + target] = \
+            classes[i]
+    return images, labels
 
 
-def generate_longrange(out_dir: str, num_train: int = 400, num_val: int = 50, size: int = 192,
-                       seed: int = 0, variant: str = 'far',
-                       min_cue_distance: float | None = None, *, jpeg_quality: int = 95,
-                       overwrite: bool = False) -> dict[str, Any]:
-    """Write the long-range set (one variant) in the ADE20K folder layout.
+def balanced_classes(rng: np.random.Generator, n: int, offset: int = 0) -> np.ndarray:
+    """``n`` classes, half red and half blue in random order; an odd ``n`` gives the extra one
+    to class ``offset % 2``."""
+    classes = (np.arange(n) + offset) % 2
+    return rng.permutation(classes)
+
+
+def cue_batch(seed: int | tuple[int, ...], n: int, grid: int, distance: int, patch: int = 4,
+              target: int = 3, marker: int = 2, background: str = 'noise') -> dict[str, Any]:
+    """One batch of the task, a pure function of its arguments.
+
+    Args:
+        seed (int | tuple[int, ...]): Seed of ``numpy.random.default_rng`` (e.g. ``(run seed,
+            step)``).
+        n (int): Images.
+        grid (int): Tokens per side.
+        distance (int): Dependency distance in tokens (the same for every image).
+        patch (int): Pixels per token side. Defaults to 4.
+        target (int): Target side in tokens. Defaults to 3.
+        marker (int): Marker side in tokens. Defaults to 2.
+        background (str): One of :data:`BACKGROUNDS`. Defaults to 'noise'.
+
+    Returns:
+        dict: ``images`` (n, 3, H, W) float32 in [0, 1], ``labels`` (n, grid, grid) int64 (-1
+        outside targets), ``classes`` (n,), ``targets`` and ``markers`` (n, 2) top-left tokens,
+        ``distance``.
+    """
+    rng = np.random.default_rng(seed)
+    targets, markers = sample_layouts(rng, n, grid, distance, target, marker)
+    classes = balanced_classes(rng, n, offset=int(rng.integers(2)))
+    images, labels = render_images(rng, targets, markers, classes, grid, patch, target, marker,
+                                   background)
+    return dict(images=images, labels=labels, classes=classes, targets=targets, markers=markers,
+                distance=int(distance))
+
+
+def generate_longrange(out_dir: str, num_train: int = 400, num_val: int = 50, size: int = 128,
+                       seed: int = 0, distance: int | None = None, patch: int = 4,
+                       target: int = 3, marker: int = 2, background: str = 'noise', *,
+                       jpeg_quality: int = 95, overwrite: bool = False) -> dict[str, Any]:
+    """Write the task at one distance in the ADE20K folder layout (for UperNet via mmseg).
 
     Args:
         out_dir (str): Dataset root (``data_root``).
         num_train (int): Training images. Defaults to 400.
         num_val (int): Validation images. Defaults to 50.
-        size (int): Image side in pixels. Defaults to 192.
-        seed (int): Dataset seed; both variants of one seed hold the same images. Defaults to 0.
-        variant (str): 'far' or 'local'. Defaults to 'far'.
-        min_cue_distance (float, optional): Least distance from a blob pixel to the corner
-            marker. Defaults to ``0.5 * size``.
+        size (int): Image side in pixels, a multiple of ``patch``. Defaults to 128.
+        seed (int): Dataset seed. Defaults to 0.
+        distance (int, optional): Dependency distance in stride-``patch`` tokens. Defaults to
+            half the largest possible one.
+        patch (int): Pixels per token side. Defaults to 4.
+        target (int): Target side in tokens. Defaults to 3.
+        marker (int): Marker side in tokens. Defaults to 2.
+        background (str): One of :data:`BACKGROUNDS`. Defaults to 'noise'.
         jpeg_quality (int): JPEG quality. Defaults to 95.
         overwrite (bool): Replace files already in the split folders instead of raising.
             Defaults to False.
 
     Returns:
         dict: Paths (``root``, ``train_img``, ``val_img``, ``train_ann``, ``val_ann``,
-        ``meta_file``) and metadata: ``variant``, ``size``, ``seed``, ``classes``,
-        ``requested_min_cue_distance``, ``min_far_distance`` (realised minimum over all images of
-        the corner-marker-to-blob distance), ``max_local_distance`` (realised maximum of the
-        dot-to-blob-pixel distance), and ``cue_distance``: the realised bound for the deciding
-        cue of this variant (``min_far_distance`` for 'far', ``max_local_distance`` for
-        'local').
+        ``meta_file``) and metadata (``size``, ``grid``, ``distance``, ``seed``, ``classes``,
+        counts and ``class_counts`` per split).
 
     Raises:
         FileExistsError: A split folder already holds files and not ``overwrite``.
-        ValueError: Unknown variant or an impossible ``min_cue_distance``.
+        ValueError: ``size`` not a multiple of ``patch``, or an impossible distance.
     """
-    if variant not in LONGRANGE_VARIANTS:
-        raise ValueError(f'Unknown variant {variant!r}; valid: {", ".join(LONGRANGE_VARIANTS)}')
-    min_dist = 0.5 * size if min_cue_distance is None else float(min_cue_distance)
+    if size % patch:
+        raise ValueError(f'size {size} is not a multiple of the token side {patch}')
+    grid = size // patch
+    if distance is None:
+        distance = max(min_distance(target, marker), max_distance(grid, target, marker) // 2)
     root = osp.abspath(out_dir)
     paths: dict[str, Any] = {'root': root}
-    for split, (_, folder, _) in _SPLITS.items():
+    for split, folder in (('train', 'training'), ('val', 'validation')):
         paths[f'{split}_img'] = osp.join(root, 'images', folder)
         paths[f'{split}_ann'] = osp.join(root, 'annotations', folder)
     prepare_out_dirs([paths['train_img'], paths['val_img']], '.jpg', overwrite)
     prepare_out_dirs([paths['train_ann'], paths['val_ann']], '.png', overwrite)
-    records: dict[str, list] = {}
-    far, local = math.inf, 0.0
+    class_counts, records = {}, {}
     for split, count in (('train', num_train), ('val', num_val)):
-        prefix = _SPLITS[split][2]
+        batch = cue_batch((seed, 3, _SPLIT_TAGS[split]), count, grid, distance, patch, target,
+                          marker, background)
+        class_counts[split] = np.bincount(batch['classes'], minlength=2).tolist()
         records[split] = []
-        for index in range(count):
-            img, label, info = longrange_sample(seed, split, index, size, variant, min_dist)
-            name = f'{prefix}{index + 1:08d}'
+        prefix = 'LR_train_' if split == 'train' else 'LR_val_'
+        for i in range(count):
+            name = f'{prefix}{i + 1:08d}'
+            img = (batch['images'][i].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+            label = np.kron(batch['labels'][i] + 1, np.ones((patch, patch), np.int64))
             save_image(osp.join(paths[f'{split}_img'], name + '.jpg'), img, jpeg_quality)
-            save_image(osp.join(paths[f'{split}_ann'], name + '.png'), label)
-            records[split].append(dict(name=name, **info))
-            far, local = min(far, info['far_distance']), max(local, info['local_distance'])
-    meta = dict(variant=variant, size=int(size), seed=int(seed), classes=list(LONGRANGE_CLASSES),
-                num_train=int(num_train), num_val=int(num_val),
-                requested_min_cue_distance=min_dist, min_far_distance=far,
-                max_local_distance=local, cue_distance=far if variant == 'far' else local)
+            save_image(osp.join(paths[f'{split}_ann'], name + '.png'), label.astype(np.uint8))
+            records[split].append(dict(name=name, target=batch['targets'][i].tolist(),
+                                       marker=batch['markers'][i].tolist(),
+                                       cls=int(batch['classes'][i])))
+    meta = dict(size=int(size), grid=grid, patch=patch, distance=int(distance), seed=int(seed),
+                target=target, marker=marker, background=background,
+                classes=list(LONGRANGE_CLASSES), num_train=int(num_train), num_val=int(num_val),
+                class_counts=class_counts)
     paths['meta_file'] = osp.join(root, 'longrange_meta.json')
     with open(paths['meta_file'], 'w') as f:
         json.dump(dict(meta, images=records), f)
     return {**paths, **meta}
-
-
-def reference_miou(ann_dir: str) -> dict[str, float]:
-    """mIoU (%) of an oracle that segments blobs perfectly but cannot read any cue.
-
-    It labels background exactly and every blob pixel with the most frequent blob class of the
-    split, the best a cue-blind model can do with one constant choice; a trained model at or
-    below this score has not used the deciding cue.
-
-    Args:
-        ann_dir (str): A folder of label PNGs (values 0..3).
-
-    Returns:
-        dict[str, float]: ``mIoU`` and the IoU of each class, in percent.
-    """
-    import cv2
-    counts = np.zeros(4, np.int64)
-    for name in sorted(f for f in os.listdir(ann_dir) if f.endswith('.png')):
-        label = cv2.imread(osp.join(ann_dir, name), cv2.IMREAD_UNCHANGED)
-        counts += np.bincount(label.ravel(), minlength=4)[:4]
-    a, b = int(counts[CUE_A]), int(counts[CUE_B])
-    major = 100.0 * max(a, b) / max(a + b, 1)
-    out = {'cue_a': major if a >= b else 0.0, 'cue_b': 0.0 if a >= b else major,
-           'background': 100.0}
-    out['mIoU'] = float(np.mean(list(out.values())))
-    return out

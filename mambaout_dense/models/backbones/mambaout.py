@@ -11,9 +11,11 @@ load directly; timm's layout is converted by :mod:`mambaout_dense.checkpoint.mam
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...checkpoint.mambaout import convert_mambaout
+from ...ops.depthwise_conv import depthwise_conv2d
 from ...registry import MODELS
 from ..layers import DropPath
 from .base import DenseBackbone
@@ -71,7 +73,11 @@ class GatedCNNBlock(nn.Module):
 
     ``fc1`` expands to 2 x hidden channels, split into a gate g (hidden), an identity part
     i (hidden - conv_channels) and a conv part c (conv_channels); c passes a depthwise k x k
-    convolution; ``out = fc2(GELU(g) * cat(i, conv(c)))`` plus the residual.
+    convolution; ``out = fc2(GELU(g) * cat(i, conv(c)))`` plus the residual. The parameters are
+    the official ones; the computation avoids copies (``fc1`` applied as two products so that c
+    is contiguous for the convolution, whose backward is
+    :func:`mambaout_dense.ops.depthwise_conv.depthwise_conv2d`'s, and an in-place gate when no
+    gradient is recorded) and gives the same values as the official formula.
 
     Args:
         dim (int): Channels.
@@ -101,11 +107,25 @@ class GatedCNNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x  # (B, H, W, C)
-        g, i, c = torch.split(self.fc1(self.norm(x)), self.split_indices, dim=-1)
-        # depthwise conv on (B, C, H, W); the channels-last strides are kept
-        c = self.conv(c.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        x = self.fc2(self.act(g) * torch.cat((i, c), dim=-1))
-        return self.drop_path(x) + shortcut
+        h, c_dim = self.split_indices[0], self.split_indices[2]
+        y = self.norm(x)
+        # fc1 as two products: the conv part c comes out contiguous, so the depthwise conv reads
+        # it as a channels-last (B, C, H, W) view without a copy; same weights, same sums
+        k = self.fc1.out_features - c_dim
+        gi = F.linear(y, self.fc1.weight[:k], self.fc1.bias[:k])  # (B, H, W, hidden + i)
+        c = F.linear(y, self.fc1.weight[k:], self.fc1.bias[k:])  # (B, H, W, C)
+        g, i = gi[..., :h], gi[..., h:]
+        # (B, H, W, C) -> (B, C, H, W) view -> depthwise conv -> (B, H, W, C) view
+        c = depthwise_conv2d(c.permute(0, 3, 1, 2), self.conv.weight,
+                             self.conv.bias).permute(0, 2, 3, 1)
+        if torch.is_grad_enabled():
+            x = self.fc2(self.act(g) * torch.cat((i, c), dim=-1))
+            return self.drop_path(x) + shortcut
+        # no autograd: gate in place instead of concatenating (one pass less over hidden)
+        gate = self.act(g)
+        gate[..., :h - c_dim].mul_(i)
+        gate[..., h - c_dim:].mul_(c)
+        return self.drop_path(self.fc2(gate)).add_(shortcut)
 
 
 @MODELS.register_module()
