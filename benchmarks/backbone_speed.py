@@ -26,7 +26,7 @@ from common import (
 )
 
 from mambaout_dense.analysis.flops import module_flops
-from mambaout_dense.analysis.measure import gemm_flops
+from mambaout_dense.analysis.measure import gemm_flops, interleaved_median_seconds
 from mambaout_dense.checkpoint.mambaout import convert_mambaout
 from mambaout_dense.models import MambaOut
 
@@ -86,8 +86,8 @@ def run_case(ours, ref, mode, hw, backward, device, repeat, flops=None, gemm=Non
                threads=torch.get_num_threads() if device == 'cpu' else '-')
     f_ours, f_ref = make_step(ours, ours_forward, x, backward), make_step(ref, timm_forward,
                                                                           x, backward)
-    t_ref = median_seconds(f_ref, device, repeat=repeat)
-    t_ours = median_seconds(f_ours, device, repeat=repeat)
+    times = interleaved_median_seconds({'timm': f_ref, 'ours': f_ours}, device, repeat=repeat)
+    t_ref, t_ours = times['timm'], times['ours']
     row.update({'timm ms': t_ref * 1e3, 'ours ms': t_ours * 1e3,
                 'speed ratio (timm/ours)': t_ref / t_ours})
     m_ref, m_ours = peak_memory_mb(f_ref, device), peak_memory_mb(f_ours, device)
@@ -173,7 +173,8 @@ def main() -> None:
     table = markdown_table(rows, columns)
     text = '\n'.join([
         '### Backbone: MambaOut-T vs timm `mambaout_tiny` (`benchmarks/backbone_speed.py`)', '',
-        'Same weights, batch 1, one process; speed ratio > 1 means ours is faster; memory is the '
+        f'Same weights, batch 1, one process, the two models timed in turns (median of '
+        f'{args.repeat} rounds); speed ratio > 1 means ours is faster; memory is the '
         'peak growth during one call; "share of GEMM" is ours\' forward FLOP rate (FLOPs as '
         'counted by `tools/analysis/get_flops.py`) over the fp32 matrix-multiply rate measured '
         'in the same run. ' + '; '.join(dict.fromkeys(envs)) + '.', '', table, '',

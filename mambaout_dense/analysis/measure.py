@@ -2,7 +2,8 @@
 ``benchmarks/``.
 
 - Timing (:func:`timed_runs`, :func:`median_seconds`): warm-up calls, then repeated calls, each
-  closed by a CUDA synchronisation when the device is a GPU (as nanoGPT's benchmark does).
+  closed by a CUDA synchronisation when the device is a GPU (as nanoGPT's benchmark does);
+  :func:`interleaved_median_seconds` times several functions in turns, for side-by-side ratios.
 - Peak memory (:func:`peak_memory_mb`): on CUDA the growth of ``torch.cuda.max_memory_allocated``
   over one call; on the CPU the growth of the resident set over one call, sampled every 0.5 ms by
   a thread of this process after ``malloc_trim`` has handed freed heap back to the system. It runs
@@ -19,13 +20,13 @@ import platform
 import statistics
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List, Mapping
 
 import torch
 
 __all__ = [
-    'synchronize', 'timed_runs', 'median_seconds', 'peak_memory_mb', 'copy_bandwidth',
-    'gemm_flops', 'environment', 'device_name'
+    'synchronize', 'timed_runs', 'median_seconds', 'interleaved_median_seconds',
+    'peak_memory_mb', 'copy_bandwidth', 'gemm_flops', 'environment', 'device_name'
 ]
 
 
@@ -65,6 +66,37 @@ def median_seconds(fn: Callable[[], Any], device: str = 'cpu', warmup: int = 1,
                    repeat: int = 3) -> float:
     """Median of :func:`timed_runs`, in seconds (same arguments)."""
     return statistics.median(timed_runs(fn, device, warmup, repeat))
+
+
+def interleaved_median_seconds(fns: Mapping[str, Callable[[], Any]], device: str = 'cpu',
+                               warmup: int = 1, repeat: int = 3) -> Dict[str, float]:
+    """Median wall time of each function, timed in turns: one call of each per round.
+
+    Side-by-side comparisons use this: a machine whose speed drifts (a shared host, thermal
+    limits) slows both sides of a round alike instead of biasing the ratio.
+
+    Args:
+        fns (Mapping[str, Callable]): Name -> work to time.
+        device (str): 'cpu' or a CUDA device (synchronised around every call).
+            Defaults to 'cpu'.
+        warmup (int): Untimed rounds first. Defaults to 1.
+        repeat (int): Timed rounds. Defaults to 3.
+
+    Returns:
+        dict[str, float]: Name -> median seconds.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(max(1, repeat)):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _rss_bytes() -> int:

@@ -112,9 +112,13 @@ class GatedCNNBlock(nn.Module):
         # fc1 as two products: the conv part c comes out contiguous, so the depthwise conv reads
         # it as a channels-last (B, C, H, W) view without a copy; same weights, same sums
         k = self.fc1.out_features - c_dim
-        gi = F.linear(y, self.fc1.weight[:k], self.fc1.bias[:k])  # (B, H, W, hidden + i)
-        c = F.linear(y, self.fc1.weight[k:], self.fc1.bias[k:])  # (B, H, W, C)
-        g, i = gi[..., :h], gi[..., h:]
+        # torch.split, not slicing: its backward is one concatenation instead of zero-filled
+        # full-size gradients per slice
+        w_gi, w_c = torch.split(self.fc1.weight, (k, c_dim))
+        b_gi, b_c = torch.split(self.fc1.bias, (k, c_dim))
+        gi = F.linear(y, w_gi, b_gi)  # (B, H, W, hidden + i)
+        c = F.linear(y, w_c, b_c)  # (B, H, W, C)
+        g, i = torch.split(gi, (h, k - h), dim=-1)
         # (B, H, W, C) -> (B, C, H, W) view -> depthwise conv -> (B, H, W, C) view
         c = depthwise_conv2d(c.permute(0, 3, 1, 2), self.conv.weight,
                              self.conv.bias).permute(0, 2, 3, 1)
