@@ -308,27 +308,14 @@ def triton_unavailable(device: str) -> Optional[str]:
     return _unavailable_reason('triton') or f'the triton backend does not run on {device}'
 
 
-def scan_inputs(batch: int, dim: int, length: int, n_state: int, groups: int, *,
-                D: bool = True, z: bool = True, bias: bool = True, seed: int = 0,
-                dtype: Any = None, device: str = 'cpu') -> Dict[str, Any]:
-    """Random scan inputs with stable decays (``A < 0``, small ``delta``)."""
+def scan_inputs(batch: int, dim: int, length: int, n_state: int, groups: int,
+                dtype: Any = None, **kwargs: Any) -> Dict[str, Any]:
+    """Random scan inputs with stable decays (``A < 0``, small ``delta``), float32 by default."""
     import torch
-    dtype = dtype or torch.float32
-    g = torch.Generator().manual_seed(seed)
 
-    def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
-        return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
-
-    x = dict(u=randn(batch, dim, length), delta=randn(batch, dim, length, scale=0.5),
-             A=-torch.rand(dim, n_state, generator=g, dtype=torch.float64) * 3,
-             B=randn(batch, groups, n_state, length), C=randn(batch, groups, n_state, length))
-    if D:
-        x['D'] = randn(dim)
-    if z:
-        x['z'] = randn(batch, dim, length)
-    if bias:
-        x['delta_bias'] = randn(dim, scale=0.3)
-    return {k: v.to(device=device, dtype=dtype) for k, v in x.items()}
+    from mambaout_dense.ops.scan_inputs import random_scan_inputs
+    return random_scan_inputs(batch, dim, length, n_state, groups,
+                              dtype=dtype or torch.float32, **kwargs)
 
 
 def scan_outputs(x: Dict[str, Any], backend: str, softplus: bool,

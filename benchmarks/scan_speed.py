@@ -45,6 +45,7 @@ from mambaout_dense.analysis.measure import (
 from mambaout_dense.analysis.tables import markdown_table, update_readme_section
 from mambaout_dense.ops import available_backends, get_default_backend, selective_scan
 from mambaout_dense.ops.scan_cpu import kernel_isa
+from mambaout_dense.ops.scan_inputs import random_scan_inputs
 
 BACKENDS = ('reference', 'torch', 'cpu', 'triton', 'mamba_ssm')
 README_SECTION = 'speed-scan'
@@ -67,15 +68,9 @@ def cases(quick: bool) -> List[Case]:
 
 
 def make_inputs(batch, dim, length, n_state, groups, device):
-    g = torch.Generator().manual_seed(0)
-
-    def randn(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g) * scale).to(device)
-
-    return dict(u=randn(batch, dim, length), delta=randn(batch, dim, length, scale=0.5) - 2,
-                A=-torch.rand(dim, n_state, generator=g).to(device) * 8,
-                B=randn(batch, groups, n_state, length), C=randn(batch, groups, n_state, length),
-                D=randn(dim), delta_bias=randn(dim, scale=0.1))
+    """Float32 inputs with small steps (delta shifted by -2 before softplus) and A in (-8, 0]."""
+    return random_scan_inputs(batch, dim, length, n_state, groups, z=False, dtype=torch.float32,
+                              device=device, delta_shift=-2.0, a_scale=8.0, bias_scale=0.1)
 
 
 def bench_backend(backend, x, device, repeat):

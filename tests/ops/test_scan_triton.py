@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mambaout_dense.ops import available_backends, get_default_backend, selective_scan
+from mambaout_dense.ops.scan_inputs import random_scan_inputs
 
 INTERPRETED = os.environ.get('TRITON_INTERPRET') == '1'
 HAS_CUDA = torch.cuda.is_available()
@@ -20,23 +21,8 @@ interpreted = pytest.mark.skipif(not INTERPRETED, reason='runs under TRITON_INTE
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason='needs a CUDA device')
 
 
-def make_inputs(batch, dim, length, n_state, groups, *, D=True, z=True, bias=True, seed=0,
-                dtype=torch.float64, device='cpu'):
-    g = torch.Generator().manual_seed(seed)
-
-    def randn(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
-
-    x = dict(u=randn(batch, dim, length), delta=randn(batch, dim, length, scale=0.5),
-             A=(-torch.rand(dim, n_state, generator=g, dtype=torch.float64) * 3).to(dtype),
-             B=randn(batch, groups, n_state, length), C=randn(batch, groups, n_state, length))
-    if D:
-        x['D'] = randn(dim)
-    if z:
-        x['z'] = randn(batch, dim, length)
-    if bias:
-        x['delta_bias'] = randn(dim, scale=0.3)
-    return {k: v.to(device) for k, v in x.items()}
+def make_inputs(batch, dim, length, n_state, groups, **kwargs):
+    return random_scan_inputs(batch, dim, length, n_state, groups, **kwargs)
 
 
 def run(x, backend, softplus=True, seed=1):

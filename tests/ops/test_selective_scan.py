@@ -18,6 +18,7 @@ from mambaout_dense.ops import (
     selective_scan,
     set_default_backend,
 )
+from mambaout_dense.ops.scan_inputs import random_scan_inputs
 
 # Backends that run on CPU tensors here, besides the reference (triton: test_scan_triton.py).
 CPU_BACKENDS = [b for b in available_backends('cpu') if b not in ('reference', 'triton')]
@@ -26,25 +27,9 @@ FLOAT32_BACKENDS = {'cpu', 'triton', 'mamba_ssm'}
 NAMES = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')
 
 
-def make_inputs(batch=2, dim=4, length=37, n_state=3, groups=2, *, D=True, z=True, bias=True,
-                dtype=torch.float64, seed=0, delta_scale=0.5, a_scale=3.0, b3d=False):
+def make_inputs(batch=2, dim=4, length=37, n_state=3, groups=2, **kwargs):
     """Random scan inputs as a dict of keyword arguments of ``selective_scan``."""
-    g = torch.Generator().manual_seed(seed)
-
-    def randn(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
-
-    bc_shape = (batch, n_state, length) if b3d else (batch, groups, n_state, length)
-    x = dict(u=randn(batch, dim, length), delta=randn(batch, dim, length, scale=delta_scale),
-             A=(-torch.rand(dim, n_state, generator=g, dtype=torch.float64) * a_scale).to(dtype),
-             B=randn(*bc_shape), C=randn(*bc_shape))
-    if D:
-        x['D'] = randn(dim)
-    if z:
-        x['z'] = randn(batch, dim, length)
-    if bias:
-        x['delta_bias'] = randn(dim, scale=0.3)
-    return x
+    return random_scan_inputs(batch, dim, length, n_state, groups, **kwargs)
 
 
 def rel_err(actual, expected):

@@ -209,3 +209,17 @@ def log_messages():
         yield messages
     finally:
         logger.removeHandler(handler)
+
+
+def usage_error(main, argv, capsys, *expected) -> str:
+    """Run ``main(argv)``; argparse errors exit through SystemExit(2), ours return 2."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert 'Traceback' not in err
+    for text in expected:
+        assert text in err, err
+    return err

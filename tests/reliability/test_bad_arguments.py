@@ -6,7 +6,7 @@ The tools' ``main(argv)`` run in this process; one test runs ``tools/train.py`` 
 """
 import pytest
 
-from .helpers import DET_CONFIG, SEG_CONFIG, explain, load_tool, run_tool
+from .helpers import DET_CONFIG, SEG_CONFIG, explain, load_tool, run_tool, usage_error
 
 
 @pytest.fixture(scope='module')
@@ -19,20 +19,6 @@ def test_tool():
     return load_tool('test.py')
 
 
-def _usage_error(main, argv, capsys, *expected):
-    """Run ``main(argv)``; argparse errors exit through SystemExit(2), ours return 2."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert 'Traceback' not in err
-    for text in expected:
-        assert text in err, err
-    return err
-
-
 @pytest.mark.parametrize('options, expected', [
     (['train_cfg.max_iters'], 'expected KEY=VALUE, got \'train_cfg.max_iters\''),
     (['=3'], "expected KEY=VALUE, got '=3'"),
@@ -40,77 +26,77 @@ def _usage_error(main, argv, capsys, *expected):
     (['model.backbone.arch=(a,b]'], 'Imbalanced brackets'),
 ])
 def test_bad_cfg_options_syntax(train, test_tool, capsys, options, expected):
-    _usage_error(train.main, [DET_CONFIG, '--cfg-options', *options], capsys,
+    usage_error(train.main, [DET_CONFIG, '--cfg-options', *options], capsys,
                  'argument --cfg-options:', expected, 'usage:')
-    _usage_error(test_tool.main, [DET_CONFIG, 'x.pth', '--cfg-options', *options], capsys,
+    usage_error(test_tool.main, [DET_CONFIG, 'x.pth', '--cfg-options', *options], capsys,
                  'argument --cfg-options:', expected)
 
 
 def test_unknown_cfg_options_key_names_close_matches(train, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _usage_error(train.main, [DET_CONFIG, '--cfg-options', 'train_cfg.max_iter=5'], capsys,
+    usage_error(train.main, [DET_CONFIG, '--cfg-options', 'train_cfg.max_iter=5'], capsys,
                  "the config has no key 'train_cfg.max_iter'", 'Did you mean: train_cfg.max_iters',
                  '+train_cfg.max_iter=')
 
 
 def test_missing_config(train, test_tool, capsys):
-    _usage_error(train.main, ['configs/nope.py'], capsys,
+    usage_error(train.main, ['configs/nope.py'], capsys,
                  "Config file not found: 'configs/nope.py'")
-    _usage_error(test_tool.main, ['configs/nope.py', 'x.pth'], capsys, 'Config file not found')
+    usage_error(test_tool.main, ['configs/nope.py', 'x.pth'], capsys, 'Config file not found')
     demo = load_tool('demo.py')
-    _usage_error(demo.main, [DET_CONFIG, 'configs/nope.py', 'x.pth', '--out', 'o.png'], capsys,
+    usage_error(demo.main, [DET_CONFIG, 'configs/nope.py', 'x.pth', '--out', 'o.png'], capsys,
                  f'cannot decode image: {DET_CONFIG!r}')  # the arguments in the wrong order
 
 
 def test_missing_checkpoints_and_images(train, test_tool, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _usage_error(train.main, [DET_CONFIG, '--resume', 'missing.pth'], capsys,
+    usage_error(train.main, [DET_CONFIG, '--resume', 'missing.pth'], capsys,
                  "--resume: checkpoint not found: 'missing.pth'")
-    _usage_error(test_tool.main, [SEG_CONFIG, 'missing.pth'], capsys,
+    usage_error(test_tool.main, [SEG_CONFIG, 'missing.pth'], capsys,
                  "checkpoint not found: 'missing.pth'")
     demo = load_tool('demo.py')
-    _usage_error(demo.main, ['missing.jpg', DET_CONFIG, 'x.pth', '--out', 'o.png'], capsys,
+    usage_error(demo.main, ['missing.jpg', DET_CONFIG, 'x.pth', '--out', 'o.png'], capsys,
                  "image not found: 'missing.jpg'")
     (tmp_path / 'empty.jpg').write_bytes(b'')
-    _usage_error(demo.main, ['empty.jpg', DET_CONFIG, 'x.pth', '--out', 'o.png'], capsys,
+    usage_error(demo.main, ['empty.jpg', DET_CONFIG, 'x.pth', '--out', 'o.png'], capsys,
                  "cannot decode image: 'empty.jpg'")
     import cv2
     import numpy as np
     cv2.imwrite(str(tmp_path / 'image.png'), np.zeros((8, 8, 3), np.uint8))
-    _usage_error(demo.main, ['image.png', DET_CONFIG, 'missing.pth', '--out', 'o.png'], capsys,
+    usage_error(demo.main, ['image.png', DET_CONFIG, 'missing.pth', '--out', 'o.png'], capsys,
                  "Checkpoint file not found: 'missing.pth'")
     converter = load_tool('model_converters', 'mambaout2mmdet.py')
-    _usage_error(converter.main, ['missing.pth', 'out.pth'], capsys,
+    usage_error(converter.main, ['missing.pth', 'out.pth'], capsys,
                  "Checkpoint file not found: 'missing.pth'")
 
 
 def test_unusable_work_dir(train, tmp_path, capsys):
     (tmp_path / 'a_file').write_text('')
-    _usage_error(train.main, [DET_CONFIG, '--work-dir', str(tmp_path / 'a_file')], capsys,
+    usage_error(train.main, [DET_CONFIG, '--work-dir', str(tmp_path / 'a_file')], capsys,
                  'is a file, not a folder')
-    _usage_error(train.main, [DET_CONFIG, '--work-dir', str(tmp_path / 'a_file' / 'sub')], capsys,
+    usage_error(train.main, [DET_CONFIG, '--work-dir', str(tmp_path / 'a_file' / 'sub')], capsys,
                  'cannot create the work dir')
 
 
 def test_distributed_launcher_without_torchrun(train, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv('RANK', raising=False)
-    _usage_error(train.main, [DET_CONFIG, '--launcher', 'pytorch'], capsys,
+    usage_error(train.main, [DET_CONFIG, '--launcher', 'pytorch'], capsys,
                  '--launcher pytorch needs the environment torchrun sets',
                  'tools/dist_train.sh')
 
 
 def test_missing_data_says_how_to_get_it(train, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _usage_error(train.main, [SEG_CONFIG], capsys, 'train_dataloader: data_root not found',
+    usage_error(train.main, [SEG_CONFIG], capsys, 'train_dataloader: data_root not found',
                  'make_synthetic.py ade')
 
 
 def test_unknown_choices_and_flags(train, capsys):
-    _usage_error(train.main, [DET_CONFIG, '--launcher', 'mpi'], capsys, "invalid choice: 'mpi'")
-    _usage_error(train.main, [DET_CONFIG, '--on-divergence', 'ignore'], capsys,
+    usage_error(train.main, [DET_CONFIG, '--launcher', 'mpi'], capsys, "invalid choice: 'mpi'")
+    usage_error(train.main, [DET_CONFIG, '--on-divergence', 'ignore'], capsys,
                  "invalid choice: 'ignore'")
-    _usage_error(train.main, [DET_CONFIG, '--epochs', '3'], capsys,
+    usage_error(train.main, [DET_CONFIG, '--epochs', '3'], capsys,
                  'unrecognized arguments: --epochs 3')
 
 

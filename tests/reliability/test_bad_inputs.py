@@ -32,6 +32,7 @@ from .helpers import (
     make_coco,
     run_tool,
     tool,
+    usage_error,
     write_config,
 )
 
@@ -56,15 +57,6 @@ def not_checkpoints(tmp_path):
     return files
 
 
-def _clean_error(code, capsys, *expected):
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert 'Traceback' not in err
-    for text in expected:
-        assert text in err, err
-    return err
-
-
 @pytest.mark.parametrize('kind', sorted(NOT_CHECKPOINTS))
 def test_safe_load_says_the_file_is_not_a_checkpoint_and_what_it_is(not_checkpoints, kind):
     with pytest.raises(CheckpointError) as info:
@@ -85,8 +77,8 @@ def test_a_pickle_that_is_corrupt_is_not_called_malicious(tmp_path):
 
 def test_test_tool_with_a_text_file(not_checkpoints, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code = load_tool('test.py').main([DET_CONFIG, not_checkpoints['text']])
-    _clean_error(code, capsys, 'is not a PyTorch checkpoint', 'a text file')
+    usage_error(load_tool('test.py').main, [DET_CONFIG, not_checkpoints['text']], capsys,
+                'is not a PyTorch checkpoint', 'a text file')
 
 
 def test_demo_tool_with_an_html_page(not_checkpoints, tmp_path, capsys):
@@ -94,18 +86,18 @@ def test_demo_tool_with_an_html_page(not_checkpoints, tmp_path, capsys):
     image = str(tmp_path / 'image.png')
     cv2.imwrite(image, np.zeros((32, 32, 3), np.uint8))
     out = tmp_path / 'out.png'
-    code = load_tool('demo.py').main([image, SEG_CONFIG, not_checkpoints['html'], '--out',
-                                      str(out)])
-    _clean_error(code, capsys, 'is not a PyTorch checkpoint', 'an HTML page')
+    usage_error(load_tool('demo.py').main,
+                [image, SEG_CONFIG, not_checkpoints['html'], '--out', str(out)], capsys,
+                'is not a PyTorch checkpoint', 'an HTML page')
     assert not out.exists()
 
 
 def test_train_tool_resume_from_a_git_lfs_pointer(not_checkpoints, tmp_path, capsys,
                                                   monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code = load_tool('train.py').main([DET_CONFIG, '--work-dir', str(tmp_path / 'w'),
-                                       '--resume', not_checkpoints['lfs']])
-    _clean_error(code, capsys, 'is not a PyTorch checkpoint', 'git lfs pull')
+    usage_error(load_tool('train.py').main,
+                [DET_CONFIG, '--work-dir', str(tmp_path / 'w'), '--resume', not_checkpoints['lfs']],
+                capsys, 'is not a PyTorch checkpoint', 'git lfs pull')
 
 
 def _run_clean_error(proc, *expected):
@@ -133,8 +125,8 @@ def test_test_tool_work_dir_that_is_a_file(tmp_path, capsys, monkeypatch):
     torch.save({'state_dict': {}}, ckpt)
     taken = tmp_path / 'results.txt'
     taken.write_text('keep me')
-    code = load_tool('test.py').main([DET_CONFIG, str(ckpt), '--work-dir', str(taken)])
-    _clean_error(code, capsys, f"--work-dir {str(taken)!r} is a file")
+    usage_error(load_tool('test.py').main, [DET_CONFIG, str(ckpt), '--work-dir', str(taken)],
+                capsys, f"--work-dir {str(taken)!r} is a file")
     assert taken.read_text() == 'keep me'
 
 

@@ -116,7 +116,7 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_torn_file(tmp_path):
     """A process saving 40 MB checkpoints in a loop is SIGKILLed at a random moment: the file
     under the final name always loads, holding one complete checkpoint."""
     script = (
-        'import sys, torch, mambaout_dense\n'
+        'import sys, torch, mambaout_dense.safe_io\n'
         'from mmengine.runner.checkpoint import save_checkpoint\n'
         'i = 0\n'
         'while True:\n'

@@ -29,6 +29,7 @@ from typing import Dict, List
 import torch
 
 from ..scan_cpu import BUILD_DIR, LIB_NAME
+from ..scan_inputs import random_scan_inputs
 
 CFLAGS = ['-O3', '-fopenmp-simd', '-fno-trapping-math']
 # (batch, dim, L, N, groups): N == 1 (VMamba-T), N == 16 (vanilla VMamba) and an odd N with a
@@ -39,15 +40,8 @@ TOLERANCE = 1e-4
 
 def _inputs(batch: int, dim: int, length: int, n_state: int, groups: int,
             seed: int = 0) -> Dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(*shape, scale=1.0):
-        return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
-
-    return dict(u=rand(batch, dim, length), delta=rand(batch, dim, length, scale=0.5),
-                A=-torch.rand(dim, n_state, generator=g, dtype=torch.float64) * 4,
-                B=rand(batch, groups, n_state, length), C=rand(batch, groups, n_state, length),
-                D=rand(dim), z=rand(batch, dim, length), delta_bias=rand(dim, scale=0.1))
+    return random_scan_inputs(batch, dim, length, n_state, groups, seed=seed, a_scale=4.0,
+                              bias_scale=0.1)
 
 
 def _outputs_and_grads(x: Dict[str, torch.Tensor], backend: str) -> List[torch.Tensor]:
