@@ -8,7 +8,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from mambaout_dense.analysis.measure import environment, median_seconds, peak_memory_mb
+from mambaout_dense.analysis.measure import (
+    environment,
+    interleaved_median_seconds,
+    median_seconds,
+    peak_memory_mb,
+)
 from mambaout_dense.analysis.tables import markdown_table, update_readme_section
 
 __all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment',
@@ -40,54 +45,53 @@ PARTS = ('preprocess', 'backbone fwd', 'neck fwd', 'heads fwd + losses', 'backwa
          'optimizer step')
 
 
-def time_breakdown(model, data: dict, repeat: int = 3, lr: float = 1e-4) -> Dict[str, float]:
-    """Median seconds of each part of a training iteration (:data:`PARTS`).
+def breakdown_step(model, data: dict, lr: float = 1e-4) -> Callable[[], Dict[str, float]]:
+    """A closure running one training iteration and returning the seconds of each part.
 
-    The backbone's and the neck's forward are timed by forward hooks; the heads' share is the
-    rest of the forward with the losses; backward and the AdamW step are timed around the
-    calls (what ``model.train_step`` does, step by step).
+    The parts are :data:`PARTS`. The backbone's and the neck's forward are timed by forward
+    hooks; the heads' share is the rest of the forward with the losses; backward and the AdamW
+    step are timed around the calls (what ``model.train_step`` does, step by step).
     """
-    import statistics
     import time
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, foreach=True)
-    model.train()
     spans: Dict[str, float] = {}
-    hooks = []
-    for name in ('backbone', 'neck'):
-        module = getattr(model, name, None)
-        if module is None:
-            continue
-        hooks.append(module.register_forward_pre_hook(
-            lambda m, i, n=name: spans.__setitem__(n + ' start', time.perf_counter())))
-        hooks.append(module.register_forward_hook(
-            lambda m, i, o, n=name: spans.__setitem__(
-                n, spans.get(n, 0.0) + time.perf_counter() - spans[n + ' start'])))
-    runs: Dict[str, List[float]] = {p: [] for p in PARTS}
-    try:
-        for it in range(repeat + 1):  # the first is a warm-up
-            spans.clear()
+
+    def hooked(name):
+        def pre(module, args):
+            spans[name + ' start'] = time.perf_counter()
+
+        def post(module, args, out):
+            spans[name] = spans.get(name, 0.0) + time.perf_counter() - spans[name + ' start']
+        return pre, post
+
+    def step() -> Dict[str, float]:
+        hooks = []
+        for name in ('backbone', 'neck'):
+            module = getattr(model, name, None)
+            if module is not None:
+                pre, post = hooked(name)
+                hooks += [module.register_forward_pre_hook(pre),
+                          module.register_forward_hook(post)]
+        spans.clear()
+        model.train()
+        try:
             t0 = time.perf_counter()
             batch = model.data_preprocessor(data, True)
             t1 = time.perf_counter()
-            losses = model(**batch, mode='loss')
-            loss, _ = model.parse_losses(losses)
+            loss, _ = model.parse_losses(model(**batch, mode='loss'))
             t2 = time.perf_counter()
             loss.backward()
             t3 = time.perf_counter()
             optimizer.step()
             optimizer.zero_grad()
             t4 = time.perf_counter()
-            if it == 0:
-                continue
-            fwd = t2 - t1
-            backbone, neck = spans.get('backbone', 0.0), spans.get('neck', 0.0)
-            for part, value in zip(PARTS, (t1 - t0, backbone, neck, fwd - backbone - neck,
-                                           t3 - t2, t4 - t3)):
-                runs[part].append(value)
-    finally:
-        for h in hooks:
-            h.remove()
-    return {p: statistics.median(v) for p, v in runs.items()}
+        finally:
+            for h in hooks:
+                h.remove()
+        backbone, neck = spans.get('backbone', 0.0), spans.get('neck', 0.0)
+        return dict(zip(PARTS, (t1 - t0, backbone, neck, t2 - t1 - backbone - neck, t3 - t2,
+                                t4 - t3)))
+    return step
 
 
 def compare_train_steps(named_models: Dict[str, Callable[[], object]], data_fn, device: str,
@@ -95,26 +99,39 @@ def compare_train_steps(named_models: Dict[str, Callable[[], object]], data_fn, 
                         breakdown: bool = True) -> Tuple[List[Dict[str, object]], List[dict]]:
     """Time one training iteration of each model; ratios are against ``reference``.
 
+    All models are built first and timed in turns (one iteration of each per round, see
+    :func:`~mambaout_dense.analysis.measure.interleaved_median_seconds`), so a host whose speed
+    drifts slows every model of a round alike; the breakdown is taken in turns as well.
+
     Returns:
         tuple[list[dict], list[dict]]: The timing rows, and (with ``breakdown``) one row per
         model with the seconds of each part of :data:`PARTS`.
     """
-    rows, parts = [], []
+    import statistics
+    models, steps = {}, {}
     for name, build in named_models.items():
         torch.manual_seed(0)
-        model = build().to(device)
-        step = train_step_fn(model, data_fn())
-        seconds = median_seconds(step, device, warmup=1, repeat=repeat)
-        memory = peak_memory_mb(step, device)
+        models[name] = build().to(device)
+        steps[name] = train_step_fn(models[name], data_fn())
+    seconds = interleaved_median_seconds(steps, device, warmup=1, repeat=repeat)
+    rows = []
+    for name, model in models.items():
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        rows.append({'model': name, 'params (M)': round(params, 1), 's/iter': seconds,
-                     'peak MiB': memory})
-        if breakdown:
-            split = time_breakdown(model, data_fn(), repeat=repeat)
-            total = sum(split.values())
+        rows.append({'model': name, 'params (M)': round(params, 1), 's/iter': seconds[name],
+                     'peak MiB': peak_memory_mb(steps[name], device)})
+    parts = []
+    if breakdown:
+        runners = {name: breakdown_step(model, data_fn()) for name, model in models.items()}
+        runs = {name: [] for name in runners}
+        for it in range(repeat + 1):  # the first round is a warm-up
+            for name, run in runners.items():
+                split = run()
+                if it:
+                    runs[name].append(split)
+        for name, splits in runs.items():
+            split = {p: statistics.median(s[p] for s in splits) for p in PARTS}
             parts.append({'model': name, **{f'{p} (s)': v for p, v in split.items()},
-                          'backbone share': split['backbone fwd'] / total})
-        del model, step
+                          'backbone share': split['backbone fwd'] / sum(split.values())})
     ref = next(r for r in rows if r['model'] == reference)
     for r in rows:
         r['time ratio (vs ' + reference + ')'] = r['s/iter'] / ref['s/iter']

@@ -11,8 +11,9 @@ keeps PyTorch's forward and computes the backward as
   tensors (parallel over rows, vectorised over channels);
 - bias gradient: the output gradient summed over batch and positions.
 
-Without a checked build of the kernel (``python -m mambaout_dense.ops.csrc.build``), or on other
-devices, it is plain ``F.conv2d`` with PyTorch's autograd.
+Without a checked build of the kernel (``python -m mambaout_dense.ops.csrc.build``), on other
+devices, or under ``torch.compile`` (which generates its own code), it is plain ``F.conv2d`` with
+PyTorch's autograd.
 """
 import os.path as osp
 from typing import Optional
@@ -73,7 +74,8 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -
     fast = (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
             and weight.shape[-2] == k and k % 2 == 1 and weight.shape[0] == x.shape[1]
             and weight.shape[1] == 1 and torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad) and EXTENSION.load()[0] is not None)
+            and (x.requires_grad or weight.requires_grad) and not torch.compiler.is_compiling()
+            and EXTENSION.load()[0] is not None)
     if not fast:
         return F.conv2d(x, weight, bias, padding=k // 2, groups=x.shape[1])
     return _DepthwiseConv2d.apply(x, weight, bias)

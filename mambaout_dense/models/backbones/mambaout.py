@@ -16,6 +16,7 @@ from torch import nn
 
 from ...checkpoint.mambaout import convert_mambaout
 from ...ops.depthwise_conv import depthwise_conv2d
+from ...ops.gated_product import gated_product
 from ...registry import MODELS
 from ..layers import DropPath
 from .base import DenseBackbone
@@ -76,8 +77,9 @@ class GatedCNNBlock(nn.Module):
     convolution; ``out = fc2(GELU(g) * cat(i, conv(c)))`` plus the residual. The parameters are
     the official ones; the computation avoids copies (``fc1`` applied as two products so that c
     is contiguous for the convolution, whose backward is
-    :func:`mambaout_dense.ops.depthwise_conv.depthwise_conv2d`'s, and an in-place gate when no
-    gradient is recorded) and gives the same values as the official formula.
+    :func:`mambaout_dense.ops.depthwise_conv.depthwise_conv2d`'s, and the gate as one node,
+    :func:`mambaout_dense.ops.gated_product.gated_product`, that stores no temporaries) and gives
+    the same values as the official formula.
 
     Args:
         dim (int): Channels.
@@ -98,7 +100,6 @@ class GatedCNNBlock(nn.Module):
         conv_channels = int(conv_ratio * dim)
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.fc1 = nn.Linear(dim, hidden * 2)
-        self.act = nn.GELU()
         self.split_indices = (hidden, hidden - conv_channels, conv_channels)
         self.conv = nn.Conv2d(conv_channels, conv_channels, kernel_size,
                               padding=kernel_size // 2, groups=conv_channels)
@@ -118,18 +119,11 @@ class GatedCNNBlock(nn.Module):
         b_gi, b_c = torch.split(self.fc1.bias, (k, c_dim))
         gi = F.linear(y, w_gi, b_gi)  # (B, H, W, hidden + i)
         c = F.linear(y, w_c, b_c)  # (B, H, W, C)
-        g, i = torch.split(gi, (h, k - h), dim=-1)
         # (B, H, W, C) -> (B, C, H, W) view -> depthwise conv -> (B, H, W, C) view
         c = depthwise_conv2d(c.permute(0, 3, 1, 2), self.conv.weight,
                              self.conv.bias).permute(0, 2, 3, 1)
-        if torch.is_grad_enabled():
-            x = self.fc2(self.act(g) * torch.cat((i, c), dim=-1))
-            return self.drop_path(x) + shortcut
-        # no autograd: gate in place instead of concatenating (one pass less over hidden)
-        gate = self.act(g)
-        gate[..., :h - c_dim].mul_(i)
-        gate[..., h - c_dim:].mul_(c)
-        return self.drop_path(self.fc2(gate)).add_(shortcut)
+        x = self.drop_path(self.fc2(gated_product(gi, c, h)))
+        return x + shortcut if torch.is_grad_enabled() else x.add_(shortcut)
 
 
 @MODELS.register_module()
