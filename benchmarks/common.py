@@ -145,14 +145,15 @@ TIME_RATIO_TARGET = 0.9
 
 def task_speed_main(description: str, models: Dict[str, str], scope: str, make_batch,
                     section: str, title: str, default_shape=None, cpu_shape=None,
-                    overrides: Optional[dict] = None, argv=None) -> None:
+                    overrides: Optional[dict] = None, note: str = '', argv=None) -> None:
     """Command line of detector_speed / segmentor_speed: one training iteration per model.
 
     ``models`` maps a name to a config path; the first one is the reference of the ratios.
     The input is ``--shape``, else ``default_shape`` (``cpu_shape`` on the CPU when given).
     Prints the table, a breakdown of an iteration per model, and the target (MambaOut-T at most
     :data:`TIME_RATIO_TARGET` of the reference's time) met or missed; rewrites README section
-    ``section`` unless ``--no-readme``.
+    ``section`` unless ``--no-readme``. ``note`` (what the comparison holds equal) is printed
+    under the environment line.
     """
     import argparse
     parser = argparse.ArgumentParser(description=description)
@@ -181,7 +182,9 @@ def task_speed_main(description: str, models: Dict[str, str], scope: str, make_b
                + ('met' if met else '**missed**') + ' ('
                + ', '.join(f"{r['model']} {r[ratio_key]:.2f}x" for r in ours) + ').')
     text = '\n'.join([
-        f'### {title}', '', environment(args.device) + f', repeat {args.repeat}.', '', table, '',
+        f'### {title}', '', environment(args.device) + f', repeat {args.repeat}; the models are '
+        'timed in turns, one iteration of each per round.' + (f' {note}' if note else ''), '',
+        table, '',
         verdict, '', "Where an iteration goes (median seconds; the heads' share is the rest of "
         'the forward, losses included):', '',
         markdown_table(parts, ['model'] + [f'{p} (s)' for p in PARTS] + ['backbone share'])])

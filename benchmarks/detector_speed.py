@@ -41,4 +41,7 @@ if __name__ == '__main__':
                     section='speed-detector',
                     title=("Detector training iteration: Mask R-CNN MambaOut-T vs mmdet's Swin-T "
                            '(`benchmarks/detector_speed.py`)'),
-                    default_shape=(800, 1216), cpu_shape=(512, 768), overrides=OVERRIDES)
+                    default_shape=(800, 1216), cpu_shape=(512, 768), overrides=OVERRIDES,
+                    note=('Equal head work: the RoI head takes only the ground-truth boxes as '
+                          'positives in both models (`pos_iou_thr = min_pos_iou = 0.99`), since '
+                          'with random weights each RPN proposes other boxes.'))
