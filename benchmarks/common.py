@@ -145,7 +145,8 @@ TIME_RATIO_TARGET = 0.9
 
 def task_speed_main(description: str, models: Dict[str, str], scope: str, make_batch,
                     section: str, title: str, default_shape=None, cpu_shape=None,
-                    overrides: Optional[dict] = None, note: str = '', argv=None) -> None:
+                    overrides: Optional[dict] = None, note: str = '', default_repeat: int = 3,
+                    argv=None) -> None:
     """Command line of detector_speed / segmentor_speed: one training iteration per model.
 
     ``models`` maps a name to a config path; the first one is the reference of the ratios.
@@ -158,7 +159,8 @@ def task_speed_main(description: str, models: Dict[str, str], scope: str, make_b
     import argparse
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
-    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--repeat', type=int, default=default_repeat,
+                        help='timed rounds (one iteration of each model per round)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--no-readme', action='store_true', help='print only')
     args = parser.parse_args(argv)
