@@ -20,7 +20,6 @@ Two measurements, both through ``tools/train.py`` as a user runs it:
     python benchmarks/main_job.py --task seg                      # segmentation
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -64,12 +63,9 @@ def ensure_data(python: str, task: str) -> None:
 
 
 def records(work_dir: str) -> List[dict]:
-    """Every record of the newest run's scalars.json."""
-    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    if not runs:
-        return []
-    with open(runs[-1]) as f:
-        return [json.loads(line) for line in f]
+    """Every record of the newest run in ``work_dir``."""
+    from mambaout_dense.analysis.run_logs import scalar_records
+    return scalar_records(work_dir, newest_only=True)
 
 
 def det_data_options() -> List[str]:
@@ -226,7 +222,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ensure_data(sys.executable, args.task)
     docs = osp.join(ROOT, 'docs', 'main_job')
     path = osp.join(docs, f'main_job_{args.task}.json')
-    result = json.load(open(path)) if osp.isfile(path) else {}
+    result = {}
+    if osp.isfile(path):
+        with open(path) as f:
+            result = json.load(f)
     if args.baseline_tree and args.task == 'det':
         result['compare'] = compare(osp.abspath(args.baseline_tree), args.compare_iters,
                                     args.rounds, args.out)

@@ -6,13 +6,14 @@ also prove that ``tools/*.py CONFIG`` works from anywhere (paths in the override
 from __future__ import annotations
 
 import glob
-import json
 import os
 import os.path as osp
 import socket
 import subprocess
 import sys
 from typing import Iterable, Sequence
+
+from mambaout_dense.analysis.run_logs import scalar_records
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DET_CONFIG = osp.join(REPO_ROOT, 'configs', 'mask_rcnn_mambaout_femto_synthetic.py')
@@ -133,11 +134,7 @@ def cfg_args(options: Sequence[str]) -> list[str]:
 
 def read_scalars(work_dir: str) -> list[dict]:
     """All records of every ``<timestamp>/vis_data/scalars.json`` under ``work_dir``, in order."""
-    records = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            records += [json.loads(line) for line in f if line.strip()]
-    return records
+    return scalar_records(work_dir)
 
 
 def train_lr(records: Iterable[dict]) -> dict[int, float]:

@@ -7,9 +7,7 @@ MambaOut-Femto backbone is unchanged), no validation, ``num_workers=0`` and
 """
 from __future__ import annotations
 
-import glob
 import importlib.util
-import json
 import logging
 import os
 import os.path as osp
@@ -34,6 +32,8 @@ from e2e.helpers import TINY as SIZE
 from e2e.helpers import run_tool as _run_tool
 from e2e.helpers import tool_env as _tool_env
 from mmengine.logging import MMLogger
+
+from mambaout_dense.analysis.run_logs import scalar_records
 
 FAULTS_DIR = osp.dirname(osp.abspath(__file__))  # holds reliability_faults.py
 
@@ -170,14 +170,8 @@ def kill_after_checkpoint(cmd: List[str], work_dir: str, ckpt: str, cwd: str,
 
 def read_scalars(work_dir: str) -> Dict[int, dict]:
     """Training records of all runs in ``work_dir`` by iteration (a later run wins)."""
-    records: Dict[int, dict] = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'loss' in rec and 'iter' in rec:
-                    records[rec['iter']] = rec
-    return records
+    return {rec['iter']: rec for rec in scalar_records(work_dir)
+            if 'loss' in rec and 'iter' in rec}
 
 
 def losses(record: dict) -> Dict[str, float]:

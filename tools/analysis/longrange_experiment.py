@@ -267,17 +267,9 @@ def _upernet_options(args: argparse.Namespace, root: str, seed: int) -> List[str
 
 def _last_aacc(work_dir: str) -> Optional[float]:
     """aAcc (%) of the last validation in the newest run of a tools/train.py work dir."""
-    import glob
-    import json
-    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    acc = None
-    if runs:
-        with open(runs[-1]) as f:
-            for line in f:
-                rec = json.loads(line)
-                if 'aAcc' in rec:
-                    acc = float(rec['aAcc'])
-    return acc
+    from mambaout_dense.analysis.run_logs import scalar_records
+    accs = [float(r['aAcc']) for r in scalar_records(work_dir, newest_only=True) if 'aAcc' in r]
+    return accs[-1] if accs else None
 
 
 def run_upernet_arm(args: argparse.Namespace, argv: List[str]) -> int:
