@@ -87,6 +87,9 @@ class GatedCNNBlock(nn.Module):
         kernel_size (int): Depthwise kernel. Defaults to 7.
         conv_ratio (float): conv_channels = int(conv_ratio * dim). Defaults to 1.0.
         drop_path (float): Stochastic depth rate. Defaults to 0.
+        dilation (int): Dilation of the depthwise convolution (MambaOut's: 1). A larger one
+            widens the receptive field at the same parameters and FLOPs (used by the long-range
+            probe's field-matched control). Defaults to 1.
     """
 
     def __init__(self,
@@ -94,7 +97,8 @@ class GatedCNNBlock(nn.Module):
                  expansion_ratio: float = 8 / 3,
                  kernel_size: int = 7,
                  conv_ratio: float = 1.0,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0,
+                 dilation: int = 1) -> None:
         super().__init__()
         hidden = int(expansion_ratio * dim)
         conv_channels = int(conv_ratio * dim)
@@ -102,7 +106,8 @@ class GatedCNNBlock(nn.Module):
         self.fc1 = nn.Linear(dim, hidden * 2)
         self.split_indices = (hidden, hidden - conv_channels, conv_channels)
         self.conv = nn.Conv2d(conv_channels, conv_channels, kernel_size,
-                              padding=kernel_size // 2, groups=conv_channels)
+                              padding=dilation * (kernel_size // 2), dilation=dilation,
+                              groups=conv_channels)
         self.fc2 = nn.Linear(hidden, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -120,8 +125,12 @@ class GatedCNNBlock(nn.Module):
         gi = F.linear(y, w_gi, b_gi)  # (B, H, W, hidden + i)
         c = F.linear(y, w_c, b_c)  # (B, H, W, C)
         # (B, H, W, C) -> (B, C, H, W) view -> depthwise conv -> (B, H, W, C) view
-        c = depthwise_conv2d(c.permute(0, 3, 1, 2), self.conv.weight,
-                             self.conv.bias).permute(0, 2, 3, 1)
+        c = c.permute(0, 3, 1, 2)
+        if self.conv.dilation == (1, 1):
+            c = depthwise_conv2d(c, self.conv.weight, self.conv.bias)
+        else:
+            c = self.conv(c)
+        c = c.permute(0, 2, 3, 1)
         x = self.drop_path(self.fc2(gated_product(gi, c, h)))
         return x + shortcut if torch.is_grad_enabled() else x.add_(shortcut)
 
