@@ -10,8 +10,8 @@ This module imports nothing but the standard library.
 """
 
 __all__ = [
-    'MambaOutDenseError', 'UsageError', 'DataError', 'CheckpointError', 'DivergenceError',
-    'EXIT_CODES', 'exit_code'
+    'MambaOutDenseError', 'UsageError', 'ConfigError', 'UnavailableError', 'DataError',
+    'CheckpointError', 'DivergenceError', 'EXIT_CODES', 'exit_code'
 ]
 
 
@@ -21,6 +21,16 @@ class MambaOutDenseError(Exception):
 
 class UsageError(MambaOutDenseError, ValueError):
     """A command-line argument, config file or config option is wrong."""
+
+
+class ConfigError(UsageError):
+    """A config value or constructor argument has the wrong kind, an unknown name or is out of
+    range; the message names the key (``arch``, ``out_indices``, ``model.backbone.arch`` ...)."""
+
+
+class UnavailableError(UsageError):
+    """The request cannot be honoured on this machine: a CUDA device or AMP without CUDA, a
+    selective-scan backend whose kernels cannot run in this process."""
 
 
 class DataError(MambaOutDenseError, FileNotFoundError):

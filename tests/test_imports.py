@@ -85,14 +85,20 @@ def test_a_task_config_builds_without_the_other_task_installed(config, not_neede
     assert proc.stdout.strip().splitlines()[-1] == model
 
 
-def test_library_never_imports_the_cli_glue(repo_root):
-    """Nothing under mambaout_dense/ imports engine.launch (tools/*.py do)."""
+def test_library_never_imports_the_cli_layer(repo_root):
+    """Nothing under mambaout_dense/ imports mambaout_dense.cli (tools/*.py do)."""
     import os
+    import re
+    uses_cli = re.compile(r'^\s*(from\s+(\.+|mambaout_dense\.)cli\s+import|from\s+(\.+|mambaout_'
+                          r'dense)\s+import\s+cli\b|import\s+mambaout_dense\.cli)', re.M)
     offenders = []
     for root, _, files in os.walk(os.path.join(repo_root, 'mambaout_dense')):
         for name in files:
-            if name.endswith('.py') and name != 'launch.py':
-                with open(os.path.join(root, name)) as f:
-                    if 'launch import' in f.read():
-                        offenders.append(os.path.join(root, name))
+            path = os.path.join(root, name)
+            if name.endswith('.py') and path != os.path.join(repo_root, 'mambaout_dense',
+                                                              'cli.py'):
+                with open(path) as f:
+                    if uses_cli.search(f.read()):
+                        offenders.append(path)
     assert not offenders
+    assert not os.path.exists(os.path.join(repo_root, 'mambaout_dense', 'engine', 'launch.py'))

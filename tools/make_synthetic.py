@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os.path as osp
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 
+from mambaout_dense.cli import run_main
 from mambaout_dense.datasets import COCO_CLASSES, generate_ade, generate_coco
 
 
@@ -107,14 +109,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     return parser, handlers
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser, handlers = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    return run_main(make, handlers[args.dataset], args)
+
+
+def make(handler: Callable, args: argparse.Namespace) -> None:
+    from mambaout_dense.errors import UsageError
     start = time.perf_counter()
     try:
-        handlers[args.dataset](args)
-    except FileExistsError as err:
-        parser.exit(2, f'error: {err}\n')
+        handler(args)
+    except FileExistsError as err:  # an output folder that already holds images
+        raise UsageError(str(err)) from None
     elapsed = time.perf_counter() - start
     total = args.train + args.val
     print(f'wrote {total} {args.size}px images to {osp.abspath(args.out)} in {elapsed:.1f} s '
@@ -122,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

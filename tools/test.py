@@ -10,7 +10,7 @@ import os.path as osp
 import sys
 from typing import Optional
 
-from mambaout_dense.engine.launch import CfgOptionsAction, quiet_known_warnings, run_main
+from mambaout_dense.cli import add_cfg_options, quiet_known_warnings, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,8 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='with --show-dir: draw only the first N test images')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (multi-scale + flip) from the config')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='override config keys; prefix a key with + to add a new one')
+    add_cfg_options(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -74,25 +73,18 @@ def _save_overlays_as_png(visualizer, show_dir: str, limit: Optional[int] = None
 
 def build_runner(args: argparse.Namespace):
     import mambaout_dense.safe_io  # noqa: F401  (safe checkpoint reads, atomic writes)
-    from mambaout_dense.builder import init_task_scope, load_config
     from mambaout_dense.checkpoint import safe_load
-    from mambaout_dense.engine.launch import (
-        apply_cfg_options,
-        check_data_paths,
-        check_work_dir,
-        default_work_dir,
-        ensure_reliability_hooks,
-        setup_distributed,
-    )
+    from mambaout_dense.cli import make_runner, prepare_config, set_work_dir
+    from mambaout_dense.datasets.paths import check_data_paths
+    from mambaout_dense.engine.distributed import setup_distributed
+    from mambaout_dense.engine.hook_injection import ensure_reliability_hooks
     from mambaout_dense.errors import UsageError
-    cfg = load_config(args.config)
-    apply_cfg_options(cfg, args.cfg_options)
-    scope = init_task_scope(cfg)
+    cfg = prepare_config(args)
+    scope = cfg.default_scope
     if not osp.isfile(args.checkpoint):
         raise UsageError(f'checkpoint not found: {args.checkpoint!r}')
-    safe_load(args.checkpoint)  # refuses unsafe or corrupt files before anything is built
-    cfg.work_dir = args.work_dir or cfg.get('work_dir', None) or default_work_dir(args.config)
-    check_work_dir(cfg.work_dir)
+    safe_load(args.checkpoint)  # refuses unsafe, corrupt or non-finite files before building
+    set_work_dir(cfg, args)
     cfg.load_from = args.checkpoint
     ensure_reliability_hooks(cfg, training=False)  # refuse checkpoints of another architecture
     if args.show_dir:
@@ -114,9 +106,7 @@ def build_runner(args: argparse.Namespace):
     check_data_paths(cfg, ('test_dataloader', ))
     setup_distributed(cfg, args.launcher)
 
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = make_runner(cfg)
     if args.show_dir:
         _save_overlays_as_png(runner.visualizer, osp.abspath(args.show_dir), args.show_num)
     return runner

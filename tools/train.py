@@ -16,7 +16,7 @@ import os
 import os.path as osp
 import sys
 
-from mambaout_dense.engine.launch import CfgOptionsAction, quiet_known_warnings, run_main
+from mambaout_dense.cli import add_cfg_options, quiet_known_warnings, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,9 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--on-divergence', choices=['stop', 'skip'],
                         help='what a NaN/Inf loss or gradient does: stop the run (default) or '
                         'skip the step')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
-                        help='override config keys, e.g. train_cfg.max_epochs=2; '
-                        'prefix a key with + to add a new one')
+    add_cfg_options(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -48,34 +46,28 @@ def build_runner(args: argparse.Namespace):
     import torch
 
     import mambaout_dense.safe_io  # noqa: F401  (safe checkpoint reads, atomic writes)
-    from mambaout_dense.builder import init_task_scope, load_config
-    from mambaout_dense.engine.launch import (
-        apply_cfg_options,
-        check_data_paths,
-        check_work_dir,
-        default_work_dir,
+    from mambaout_dense.cli import check_amp, make_runner, prepare_config, set_work_dir
+    from mambaout_dense.datasets.paths import check_data_paths
+    from mambaout_dense.engine.distributed import replace_sync_bn, setup_distributed
+    from mambaout_dense.engine.hook_injection import (
         ensure_plain_checkpoints,
         ensure_reliability_hooks,
-        replace_sync_bn,
-        setup_distributed,
     )
     from mambaout_dense.engine.resume import checkpoint_problem, find_resumable_checkpoint
     from mambaout_dense.errors import CheckpointError, UsageError
-    cfg = load_config(args.config)
-    apply_cfg_options(cfg, args.cfg_options)
-    init_task_scope(cfg)
-    cfg.work_dir = args.work_dir or cfg.get('work_dir', None) or default_work_dir(args.config)
+    cfg = prepare_config(args)
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP is already enabled in the config', file=sys.stderr)
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
+    check_amp(cfg)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise UsageError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
-    check_work_dir(cfg.work_dir)
+    set_work_dir(cfg, args)
     if args.resume == 'auto':
         # mmengine would trust work_dir/last_checkpoint; take the newest usable file instead
         latest = find_resumable_checkpoint(cfg.work_dir)
@@ -96,12 +88,7 @@ def build_runner(args: argparse.Namespace):
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     if args.launcher == 'none' or not torch.cuda.is_available():
         replace_sync_bn(cfg)  # SyncBN needs CUDA and a process group
-
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return make_runner(cfg)
 
 
 def train(args: argparse.Namespace) -> None:

@@ -36,6 +36,7 @@ from mmengine.config import Config
 from torch import nn
 
 from ..checkpoint.io import extract_state_dict, safe_load
+from ..errors import DataError, UsageError
 
 __all__ = [
     'IMAGENET_MEAN', 'IMAGENET_STD', 'load_backbone_checkpoint', 'synthetic_images',
@@ -131,7 +132,7 @@ def synthetic_images(num: int, shape: Tuple[int, int], seed: int = 0, kind: str 
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(num, 3, h, w, generator=gen)
     if kind != 'scene':
-        raise ValueError(f"Unknown image kind {kind!r}; valid: 'scene', 'noise'")
+        raise UsageError(f"Unknown image kind {kind!r}; valid: 'scene', 'noise'")
     from ..datasets.synthetic.ade import ade_sample
     imgs = []
     for i in range(num):
@@ -150,7 +151,7 @@ def dataset_images(cfg: Config, num: int, shape: Tuple[int, int]) -> torch.Tenso
         Tensor: (N, 3, H, W).
 
     Raises:
-        FileNotFoundError: The dataset is missing (see :func:`check_data_paths`).
+        DataError: The dataset is missing (see :func:`check_data_paths`) or empty.
     """
     from mmengine.registry import DefaultScope
 
@@ -172,7 +173,7 @@ def dataset_images(cfg: Config, num: int, shape: Tuple[int, int]) -> torch.Tenso
                 x = x.flip(1)
             imgs.append(F.interpolate(x, size=shape, mode='bilinear', align_corners=False))
     if not imgs:
-        raise FileNotFoundError('the validation set of the config is empty')
+        raise DataError('the validation set of the config is empty')
     return _normalise(torch.cat(imgs), mean, std)
 
 

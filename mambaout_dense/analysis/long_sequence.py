@@ -25,6 +25,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config
 
+from ..errors import ConfigError, UsageError
+
 __all__ = [
     'VIT_REFERENCES', 'long_sequence_rows', 'vit_rows', 'analyse',
     'stage_grid_markdown', 'rows_markdown', 'format_ratio', 'config_test_shape',
@@ -146,7 +148,7 @@ def parse_shapes(tokens: Sequence[str]) -> List[Tuple[int, int]]:
         list[tuple[int, int]]: (H, W) shapes.
 
     Raises:
-        ValueError: An odd number of loose integers, or a malformed item.
+        UsageError: An odd number of loose integers, or a malformed item.
     """
     shapes: List[Tuple[int, int]] = []
     pending: List[int] = []
@@ -154,7 +156,7 @@ def parse_shapes(tokens: Sequence[str]) -> List[Tuple[int, int]]:
         m = re.fullmatch(r'(\d+)[x×X*](\d+)', str(tok).strip())
         if m:
             if pending:
-                raise ValueError(f'shape {pending[0]} has no width before {tok!r}')
+                raise UsageError(f'shape {pending[0]} has no width before {tok!r}')
             shapes.append((int(m.group(1)), int(m.group(2))))
         elif re.fullmatch(r'\d+', str(tok).strip()):
             pending.append(int(tok))
@@ -162,9 +164,9 @@ def parse_shapes(tokens: Sequence[str]) -> List[Tuple[int, int]]:
                 shapes.append((pending[0], pending[1]))
                 pending = []
         else:
-            raise ValueError(f"cannot read shape {tok!r}: use 'H W' pairs or 'HxW'")
+            raise UsageError(f"cannot read shape {tok!r}: use 'H W' pairs or 'HxW'")
     if pending:
-        raise ValueError(f'shape {pending[0]} has no width (give H W pairs)')
+        raise UsageError(f'shape {pending[0]} has no width (give H W pairs)')
     return shapes
 
 
@@ -193,7 +195,7 @@ def config_test_shape(cfg: Config) -> Tuple[int, int]:
         tuple[int, int]: (H, W).
 
     Raises:
-        ValueError: The config has no test Resize with a scale.
+        ConfigError: The config has no test Resize with a scale.
     """
     candidates = []
     loader = cfg.get('test_dataloader', None)
@@ -207,7 +209,7 @@ def config_test_shape(cfg: Config) -> Tuple[int, int]:
         if resize is not None:
             break
     else:
-        raise ValueError('the config has no Resize with a scale in its test pipeline; '
+        raise ConfigError('the config has no Resize with a scale in its test pipeline; '
                          'pass --shape H W')
     scale = resize['scale']
     if isinstance(scale, (int, float)):

@@ -11,6 +11,12 @@ construction runs none of the pickled code.
 :func:`load_local_checkpoint` is the same reader in the shape of an mmengine loader scheme;
 :mod:`mambaout_dense.safe_io` installs it for mmengine's ``load_from``, ``--resume`` and
 ``tools/test.py`` paths. Importing this module changes nothing outside it.
+
+It is also the one finiteness check: by default :func:`safe_load` refuses a checkpoint whose
+weights hold NaN or Inf (:func:`check_finite_weights`), so every loading path (``tools/test.py``,
+``tools/demo.py``, ``load_from``, ``--resume``, backbone ``init_cfg`` Pretrained, the converter)
+stops with the file and the first bad tensor named instead of evaluating, drawing or training on
+them.
 """
 import io
 import os
@@ -18,7 +24,7 @@ import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
@@ -26,8 +32,12 @@ from ..errors import CheckpointError
 
 __all__ = [
     'CheckpointError', 'OpaqueObject', 'safe_load', 'extract_state_dict',
-    'describe_non_checkpoint', 'INERT_CONFIG_CLASSES', 'load_local_checkpoint'
+    'describe_non_checkpoint', 'INERT_CONFIG_CLASSES', 'load_local_checkpoint',
+    'first_nonfinite', 'check_finite_weights'
 ]
+
+#: Keys under which a checkpoint wraps its weights, in the order they are looked for.
+WEIGHT_KEYS = ('state_dict', 'model', 'model_ema')
 
 #: Classes that official checkpoints pickle only to record a configuration. They are rebuilt as
 #: :class:`OpaqueObject` (their own code never runs).
@@ -129,13 +139,54 @@ def describe_non_checkpoint(head: bytes) -> Optional[str]:
     return f'it is a text file (first line: {first[:80]!r})'
 
 
+def first_nonfinite(state: Mapping[str, Any]) -> Optional[str]:
+    """Name of the first floating-point tensor in ``state`` holding NaN or Inf, else None."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            if not bool(torch.isfinite(value).all()):
+                return key
+    return None
+
+
+def _weights(checkpoint: Any) -> Optional[Mapping[str, Any]]:
+    """The tensor dict of a checkpoint: under one of :data:`WEIGHT_KEYS`, else itself."""
+    if not isinstance(checkpoint, dict):
+        return None
+    for key in WEIGHT_KEYS:
+        if isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    return checkpoint
+
+
+def check_finite_weights(checkpoint: Any, name: str) -> None:
+    """Refuse a checkpoint whose weights hold NaN or Inf.
+
+    Args:
+        checkpoint (Any): What ``torch.load`` returned; its weights are found as in
+            :func:`extract_state_dict` (optimizer state and logs are not checked).
+        name (str): The file, named in the message.
+
+    Raises:
+        CheckpointError: Naming the file and the first tensor that holds NaN/Inf.
+    """
+    weights = _weights(checkpoint)
+    bad = first_nonfinite(weights) if weights is not None else None
+    if bad is not None:
+        raise CheckpointError(
+            f'{name!r}: weight {bad!r} holds NaN/Inf (the run that wrote it had diverged, or '
+            'the file is damaged). Use an earlier checkpoint of that run.')
+
+
 def safe_load(path: Union[str, os.PathLike, io.BytesIO],
-              map_location: Union[str, torch.device, None] = 'cpu') -> Any:
-    """Load a checkpoint without executing pickled code.
+              map_location: Union[str, torch.device, None] = 'cpu',
+              allow_nonfinite: bool = False) -> Any:
+    """Load a checkpoint without executing pickled code, and with finite weights.
 
     Args:
         path (str | PathLike | BytesIO): A local file (``~`` expanded) or an in-memory buffer.
         map_location (str | torch.device, optional): As for ``torch.load``. Defaults to 'cpu'.
+        allow_nonfinite (bool): Return weights that hold NaN/Inf instead of refusing them (to
+            inspect a damaged file). Defaults to False.
 
     Returns:
         Any: The unpickled object (usually a dict).
@@ -143,14 +194,23 @@ def safe_load(path: Union[str, os.PathLike, io.BytesIO],
     Raises:
         CheckpointError: The file does not exist, is empty, is not a PyTorch checkpoint at all
             (text, an HTML page, a Git LFS pointer, other bytes; the message says which), is
-            truncated or corrupt, or carries a global that could run code.
+            truncated or corrupt, carries a global that could run code, or its weights hold
+            NaN/Inf (:func:`check_finite_weights`).
     """
+    name = '<buffer>' if isinstance(path, io.BytesIO) else osp.expanduser(os.fspath(path))
+    checkpoint = _read(path, name, map_location)
+    if not allow_nonfinite:
+        check_finite_weights(checkpoint, name)
+    return checkpoint
+
+
+def _read(path: Union[str, os.PathLike, io.BytesIO], name: str,
+          map_location: Union[str, torch.device, None]) -> Any:
+    """The unpickling of :func:`safe_load` (weights-only, then the restricted unpickler)."""
     if isinstance(path, io.BytesIO):
-        name = '<buffer>'
         source: Any = path
         head = path.getvalue()[:1024]
     else:
-        name = osp.expanduser(os.fspath(path))
         if not osp.isfile(name):
             raise CheckpointError(f'Checkpoint file not found: {name!r}')
         if osp.getsize(name) == 0:
@@ -197,14 +257,10 @@ def extract_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> 'OrderedD
     Returns:
         OrderedDict[str, Any]: Parameter name to tensor.
     """
-    if not isinstance(checkpoint, dict):
+    state = _weights(checkpoint)
+    if state is None:
         raise CheckpointError(
             f'{path!r} holds a {type(checkpoint).__name__}, not a dict of tensors.')
-    state = checkpoint
-    for key in ('state_dict', 'model', 'model_ema'):
-        if key in checkpoint and isinstance(checkpoint[key], dict):
-            state = checkpoint[key]
-            break
     if not any(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f'{path!r} contains no tensors (keys: {sorted(checkpoint)[:10]})')
     out: 'OrderedDict[str, Any]' = OrderedDict()

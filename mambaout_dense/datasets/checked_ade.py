@@ -21,6 +21,7 @@ from ..errors import DataError
 from ..registry import DATASETS
 from .checks import (
     LOADING_ERRORS,
+    check_image_size,
     find_transform,
     image_size_as_loaded,
     loader_applies_exif,
@@ -75,12 +76,9 @@ class CheckedADE20KDataset(ADE20KDataset):
             raise DataError(missing_files_message('label map(s)', no_label))
         applies_exif = loader_applies_exif(self.pipeline)
         for info in data_list:
-            size = image_size_as_loaded(info['img_path'], applies_exif)
             label_size = image_size_as_loaded(info['seg_map_path'], False)
-            if size != label_size:
-                raise DataError(f'image {info["img_path"]!r} is {size[0]}x{size[1]} (as loaded) '
-                                f'but its label map {info["seg_map_path"]!r} is '
-                                f'{label_size[0]}x{label_size[1]}')
+            check_image_size(info['img_path'], label_size, applies_exif,
+                             f'its label map {info["seg_map_path"]!r}')
             if self.validate_labels:
                 self._check_label_file(info['seg_map_path'])
         return data_list

@@ -4,11 +4,13 @@ mmdet's ``CocoDataset`` drops some bad annotations silently (unknown categories,
 asserts on others (duplicate ids) and passes the rest (degenerate polygons, a missing image) on to
 fail deep inside a transform or a loss. :class:`CheckedCocoDataset` checks at load time: a
 malformed or unreadable annotation file, images missing on disk, empty or unreadable image files,
-and images whose size (after EXIF rotation, where the loader applies it) differs from the
-annotation file raise :class:`~mambaout_dense.errors.DataError`. Annotations with unknown image or
-category ids, duplicate ids, malformed or non-positive boxes, boxes outside the image, degenerate
-polygons (< 3 points) or missing masks are skipped with ONE warning per kind that counts them
-(``skip_counts`` keeps the numbers; :mod:`mambaout_dense.datasets.coco_json` does the cleaning).
+images whose size (after EXIF rotation, where the loader applies it) differs from the
+annotation file, and images whose EXIF orientation the size cannot confirm (mirrored, turned
+180 degrees, square) raise :class:`~mambaout_dense.errors.DataError`. Annotations with unknown
+image or category ids, duplicate ids, malformed or non-positive boxes, boxes outside the image,
+degenerate polygons (< 3 points) or missing masks are skipped with ONE warning per kind that
+counts them (``skip_counts`` keeps the numbers; :mod:`mambaout_dense.datasets.coco_json` does the
+cleaning).
 In training, images left without annotations are dropped (``filter_cfg.filter_empty_gt``); in
 evaluation they are kept. Loading errors of a sample name the file.
 
@@ -25,8 +27,8 @@ from ..errors import DataError
 from ..registry import DATASETS
 from .checks import (
     LOADING_ERRORS,
+    check_image_size,
     find_transform,
-    image_size_as_loaded,
     loader_applies_exif,
     missing_files_message,
     wrap_loading_error,
@@ -92,15 +94,8 @@ class CheckedCocoDataset(CocoDataset):
             return
         applies_exif = loader_applies_exif(self.pipeline)
         for img in images:
-            path = osp.join(prefix, img['file_name'])
-            size = image_size_as_loaded(path, applies_exif)
-            if size != (img['width'], img['height']):
-                raw = image_size_as_loaded(path, False)
-                hint = (' (its EXIF orientation rotates it as loaded; annotations drawn on the '
-                        "stored pixels need LoadImageFromFile(color_type='color_ignore_"
-                        "orientation'))") if raw == (img['width'], img['height']) else ''
-                raise DataError(f'image {path!r} is {size[0]}x{size[1]} as loaded but '
-                                f'{self.ann_file!r} says {img["width"]}x{img["height"]}{hint}')
+            check_image_size(osp.join(prefix, img['file_name']), (img['width'], img['height']),
+                             applies_exif, repr(self.ann_file))
 
     def filter_data(self) -> List[dict]:
         """In training, drop images without annotations (``filter_empty_gt``) and small ones."""

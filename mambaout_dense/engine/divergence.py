@@ -20,9 +20,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
-from ..errors import DivergenceError
+from ..checkpoint.io import first_nonfinite
+from ..errors import ConfigError, DivergenceError
 from ..registry import HOOKS
-from .resume import first_nonfinite
 
 __all__ = ['DivergenceGuardHook']
 
@@ -67,8 +67,8 @@ class DivergenceGuardHook(Hook):
     def __init__(self, action: str = 'stop', max_consecutive_skips: int = 20,
                  check_grads: bool = True) -> None:
         if action not in ('stop', 'skip'):
-            raise ValueError(f"DivergenceGuardHook: action must be 'stop' or 'skip', "
-                             f'got {action!r}')
+            raise ConfigError(f"DivergenceGuardHook: action must be 'stop' or 'skip', "
+                              f'got {action!r}')
         self.action = action
         self.max_consecutive_skips = max_consecutive_skips
         self.check_grads = check_grads

@@ -9,13 +9,12 @@ import contextlib
 import os
 import os.path as osp
 import re
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import List, Optional, Tuple
 
-import torch
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 
-from ..checkpoint.io import safe_load
+from ..checkpoint.io import first_nonfinite, safe_load
 from ..errors import CheckpointError
 from .atomic_io import TMP_RE
 
@@ -24,20 +23,11 @@ __all__ = ['first_nonfinite', 'checkpoint_problem', 'find_resumable_checkpoint']
 _CKPT_RE = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 
 
-def first_nonfinite(state: Mapping[str, Any]) -> Optional[str]:
-    """Name of the first floating-point tensor in ``state`` holding NaN or Inf, else None."""
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            if not bool(torch.isfinite(value).all()):
-                return key
-    return None
-
-
 def checkpoint_problem(path: str) -> Optional[str]:
     """Why a training checkpoint cannot be resumed from, or None when it can.
 
     The file must load with :func:`~mambaout_dense.checkpoint.safe_load` (complete, no
-    code-running pickle), hold ``state_dict`` and ``meta``, and have finite weights.
+    code-running pickle, finite weights) and hold ``state_dict`` and ``meta``.
 
     Args:
         path (str): The checkpoint file.
@@ -53,9 +43,6 @@ def checkpoint_problem(path: str) -> Optional[str]:
         return f'{path!r} has no state_dict (not a training checkpoint)'
     if 'meta' not in ckpt:
         return f'{path!r} has no meta (not a training checkpoint)'
-    bad = first_nonfinite(ckpt['state_dict'])
-    if bad is not None:
-        return f'{path!r}: weight {bad!r} holds NaN/Inf'
     return None
 
 

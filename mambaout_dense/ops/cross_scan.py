@@ -8,6 +8,9 @@ FLOP counters see no arithmetic here.
 import torch
 from torch import Tensor
 
+# The shape checks below are internal invariants: SS2D passes the maps it computes itself, so no
+# config value or user input reaches them; a failure is a programming error of the caller.
+
 
 def cross_scan(x: Tensor) -> Tensor:
     """Unroll a map in VMamba's four scan orders.
@@ -20,6 +23,7 @@ def cross_scan(x: Tensor) -> Tensor:
         row-major, reversed column-major.
     """
     if x.dim() != 4:
+        # internal invariant (see the note above cross_scan)
         raise ValueError(f'cross_scan expects (B, C, H, W), got {tuple(x.shape)}')
     rows = x.flatten(2)  # (B, C, H*W), position h * W + w
     cols = x.transpose(2, 3).flatten(2)  # (B, C, W*H), position w * H + h
@@ -41,6 +45,7 @@ def cross_merge(y: Tensor, height: int = None, width: int = None) -> Tensor:
     """
     if y.dim() == 5:
         if y.shape[1] != 4:
+            # internal invariant (see the note above cross_scan)
             raise ValueError(f'cross_merge expects (B, 4, C, H, W), got {tuple(y.shape)}')
         height, width = y.shape[-2:]
         y = y.flatten(3)
@@ -49,6 +54,7 @@ def cross_merge(y: Tensor, height: int = None, width: int = None) -> Tensor:
         if height is None and width is None:
             side = int(round(length**0.5))
             if side * side != length:
+                # internal invariant (see the note above cross_scan)
                 raise ValueError(f'cross_merge: L={length} is not square; pass height and width')
             height = width = side
         elif height is None:
@@ -56,8 +62,10 @@ def cross_merge(y: Tensor, height: int = None, width: int = None) -> Tensor:
         elif width is None:
             width = length // height
         if height * width != length:
+            # internal invariant (see the note above cross_scan)
             raise ValueError(f'cross_merge: height * width = {height} * {width} != L = {length}')
     else:
+        # internal invariant (see the note above cross_scan)
         raise ValueError('cross_merge expects (B, 4, C, H, W) or (B, 4, C, L), got '
                          f'{tuple(y.shape)}')
     B, _, C, L = y.shape

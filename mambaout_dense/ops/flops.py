@@ -49,6 +49,7 @@ def scan_flop_handle(inputs: List[Any], outputs: List[Any]) -> Counter:
     else:
         n_state = None
     if u_shape is None or len(u_shape) != 3 or n_state is None:
+        # internal invariant: the traced scan node always carries these inputs (no user value)
         raise ValueError('selective-scan FLOP handle: expected u (batch, dim, L) and B '
                          f'(batch, groups, N, L) or A (dim, N), got {u_shape}, {b_shape} and '
                          f'{a_shape}')

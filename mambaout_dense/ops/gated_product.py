@@ -62,6 +62,7 @@ def gated_product(gi: Tensor, c: Tensor, hidden: int) -> Tensor:
         Tensor: (..., hidden), contiguous.
     """
     if gi.shape[-1] - hidden + c.shape[-1] != hidden:
+        # internal invariant: GatedCNNBlock splits fc1's output itself; no config value reaches it
         raise ValueError(f'gated_product: gi has {gi.shape[-1]} channels and c {c.shape[-1]}; '
                          f'expected k + (hidden - k) = hidden = {hidden}')
     if torch.compiler.is_compiling():  # inductor fuses the plain formula itself

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from ..errors import ConfigError
 from .csrc.extension import CompiledExtension
 
 __all__ = ['RoIAlign', 'roi_align', 'roi_align_backend', 'EXTENSION']
@@ -107,7 +108,7 @@ class RoIAlign(nn.Module):
                  use_torchvision: Optional[bool] = None) -> None:
         super().__init__()
         if pool_mode != 'avg':
-            raise ValueError(f"RoIAlign: only pool_mode='avg' is implemented, got {pool_mode!r}")
+            raise ConfigError(f"RoIAlign: only pool_mode='avg' is implemented, got {pool_mode!r}")
         self.output_size = ((output_size, output_size) if isinstance(output_size, int)
                             else tuple(output_size))
         self.spatial_scale = float(spatial_scale)

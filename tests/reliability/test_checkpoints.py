@@ -203,7 +203,7 @@ def test_safe_checkpoint_hook_keeps_the_newest_n(tmp_path):
 def test_train_tool_uses_the_safe_checkpoint_hook():
     from mmengine.config import Config
 
-    from mambaout_dense.engine.launch import ensure_reliability_hooks
+    from mambaout_dense.engine.hook_injection import ensure_reliability_hooks
     cfg = Config.fromfile(DET_CONFIG)
     ensure_reliability_hooks(cfg)
     assert cfg.default_hooks.checkpoint.type == 'mambaout_dense.SafeCheckpointHook'

@@ -10,10 +10,9 @@ holding 50% / 90% of the gradient mass, in input pixels) into --out.
     python tools/analysis/erf.py mambaout_tiny --shape 256 256                  # a backbone name
 """
 import argparse
-import os.path as osp
 import sys
 
-from mmengine.config import DictAction
+from mambaout_dense.cli import add_cfg_options, run_main
 
 
 def main(argv=None) -> int:
@@ -37,62 +36,40 @@ def main(argv=None) -> int:
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys (e.g. model.backbone.arch=test)')
-    args = parser.parse_args(argv)
+    parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+    add_cfg_options(parser)
+    return run_main(measure, parser.parse_args(argv))
 
+
+def measure(args: argparse.Namespace) -> None:
     import torch
 
     from mambaout_dense.analysis import erf
-    from mambaout_dense.builder import (
-        build_backbone,
-        build_backbone_by_name,
-        is_backbone_name,
-        load_config,
-    )
-    from mambaout_dense.engine.launch import apply_cfg_options
-    from mambaout_dense.errors import MambaOutDenseError, UsageError
+    from mambaout_dense.cli import check_device, load_backbone
+    from mambaout_dense.errors import UsageError
+    device = check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    try:
-        cfg = None
-        if is_backbone_name(args.config):
-            if args.from_dataset:
-                raise UsageError('--from-dataset needs a config file')
-            model = build_backbone_by_name(args.config, out_indices=(0, 1, 2, 3))
-            name = args.name or args.config
-        else:
-            cfg = load_config(args.config)
-            apply_cfg_options(cfg, args.cfg_options)
-            bb = cfg.model.backbone
-            overrides = {}
-            if 'out_indices' in bb:  # every stage, whatever the task uses
-                overrides['out_indices'] = (0, 1, 2, 3)
-            model = build_backbone(cfg, **overrides)
-            name = args.name or osp.splitext(osp.basename(args.config))[0]
-        erf.init_weights_quietly(model)
-        extra = dict(weights='random', source='dataset' if args.from_dataset else args.source)
-        if args.checkpoint:
-            report = erf.load_backbone_checkpoint(model, args.checkpoint)
-            extra.update(weights=args.checkpoint, loaded=report['loaded'],
-                         checkpoint_layout=report['source'])
-        shape = tuple(args.shape)
-        if args.from_dataset:
-            images = erf.dataset_images(cfg, args.images, shape)
-        else:
-            mean, std, _ = erf.preprocessor_stats(cfg)
-            images = erf.synthetic_images(args.images, shape, args.seed, args.source, mean, std)
-    except (MambaOutDenseError, ValueError, FileNotFoundError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    model = model.to(args.device)
-    result = erf.run_erf(model, images.to(args.device), args.out, name,
+    model, cfg, name = load_backbone(args.config, args.cfg_options, all_stages=True)
+    if args.from_dataset and cfg is None:
+        raise UsageError('--from-dataset needs a config file')
+    erf.init_weights_quietly(model)
+    extra = dict(weights='random', source='dataset' if args.from_dataset else args.source)
+    if args.checkpoint:
+        report = erf.load_backbone_checkpoint(model, args.checkpoint)
+        extra.update(weights=args.checkpoint, loaded=report['loaded'],
+                     checkpoint_layout=report['source'])
+    shape = tuple(args.shape)
+    if args.from_dataset:
+        images = erf.dataset_images(cfg, args.images, shape)
+    else:
+        mean, std, _ = erf.preprocessor_stats(cfg)
+        images = erf.synthetic_images(args.images, shape, args.seed, args.source, mean, std)
+    result = erf.run_erf(model.to(device), images.to(device), args.out, args.name or name,
                          batch_size=args.batch_size, progress=True, extra=extra)
     print(erf.erf_markdown(result['rows']))
     print('\nwrote ' + ', '.join(result['files']))
-    return 0
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from mmengine.config import DictAction
+from mambaout_dense.cli import add_cfg_options, run_main
 
 
 def main(argv=None) -> int:
@@ -18,20 +18,15 @@ def main(argv=None) -> int:
                         help='input height and width (default: 1280 800 for detection, '
                         '512 2048 for segmentation)')
     parser.add_argument('--json', action='store_true', help='print one JSON object')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    args = parser.parse_args(argv)
+    add_cfg_options(parser)
+    return run_main(count, parser.parse_args(argv))
 
+
+def count(args: argparse.Namespace) -> None:
     from mambaout_dense.analysis.flops import model_complexity
-    from mambaout_dense.builder import load_config
-    from mambaout_dense.engine.launch import apply_cfg_options
-    from mambaout_dense.errors import MambaOutDenseError
-    try:
-        cfg = load_config(args.config)
-        apply_cfg_options(cfg, args.cfg_options)
-        result = model_complexity(cfg, tuple(args.shape) if args.shape else None)
-    except MambaOutDenseError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    from mambaout_dense.cli import prepare_config
+    cfg = prepare_config(args)
+    result = model_complexity(cfg, tuple(args.shape) if args.shape else None)
     if args.json:
         result = {k: v for k, v in result.items() if k != 'by_module'}
         result['shape'] = list(result['shape'])
@@ -44,7 +39,6 @@ def main(argv=None) -> int:
               f'Flops: {flops:.1f} G  (backbone {backbone_flops:.1f} G)\n'
               f'Params: {result["params"] / 1e6:.2f} M  (backbone '
               f'{result["backbone_params"] / 1e6:.2f} M)\n{bar}')
-    return 0
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from mmengine.config import DictAction
+from mambaout_dense.cli import add_cfg_options, run_main
 
 
 def main(argv=None) -> int:
@@ -27,36 +27,22 @@ def main(argv=None) -> int:
                         'resolution; 224 224 for a backbone name)')
     parser.add_argument('--format', choices=('md', 'json'), default='md')
     parser.add_argument('--no-vit', action='store_true', help='leave out the ViT-S/B rows')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys')
-    args = parser.parse_args(argv)
+    add_cfg_options(parser)
+    return run_main(analyse, parser.parse_args(argv))
 
+
+def analyse(args: argparse.Namespace) -> None:
     from mambaout_dense.analysis import long_sequence as ls
-    from mambaout_dense.builder import (
-        build_backbone,
-        build_backbone_by_name,
-        is_backbone_name,
-        load_config,
-    )
-    from mambaout_dense.engine.launch import apply_cfg_options
-    from mambaout_dense.errors import UsageError
-    try:
-        shapes = ls.parse_shapes(args.shape) if args.shape else None
-        if is_backbone_name(args.target):
-            model = build_backbone_by_name(args.target)
-            name = args.target
-            shapes = shapes or [(224, 224)]
-        else:
-            cfg = load_config(args.target)
-            apply_cfg_options(cfg, args.cfg_options)
-            model = build_backbone(cfg)
-            name = str(cfg.model.backbone.get('type', 'backbone')).split('.')[-1]
-            arch = cfg.model.backbone.get('arch')
-            name = f'{name}-{arch}' if isinstance(arch, str) else name
-            shapes = shapes or [ls.config_test_shape(cfg)]
-    except (UsageError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    from mambaout_dense.cli import load_backbone
+    shapes = ls.parse_shapes(args.shape) if args.shape else None
+    model, cfg, name = load_backbone(args.target, args.cfg_options)
+    if cfg is None:
+        shapes = shapes or [(224, 224)]
+    else:
+        name = str(cfg.model.backbone.get('type', 'backbone')).split('.')[-1]
+        arch = cfg.model.backbone.get('arch')
+        name = f'{name}-{arch}' if isinstance(arch, str) else name
+        shapes = shapes or [ls.config_test_shape(cfg)]
     dims, strides = ls.backbone_geometry(model)
     rows = ls.analyse(dims, strides, shapes, model=name, with_vit=not args.no_vit)
     if args.format == 'json':
@@ -67,7 +53,6 @@ def main(argv=None) -> int:
         print(ls.rows_markdown(rows))
         print()
         print(ls.stage_grid_markdown(rows))
-    return 0
 
 
 if __name__ == '__main__':

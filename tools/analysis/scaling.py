@@ -14,6 +14,8 @@ import argparse
 import os.path as osp
 import sys
 
+from mambaout_dense.cli import run_main
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -40,31 +42,29 @@ def main(argv=None) -> int:
     parser.add_argument('--max-seconds', type=float, default=30.0,
                         help='skip sizes whose extrapolated latency per call exceeds this')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    args = parser.parse_args(argv)
+    return run_main(measure, parser.parse_args(argv))
 
+
+def measure(args: argparse.Namespace) -> None:
     import torch
 
     from mambaout_dense.analysis import scaling as sc
     from mambaout_dense.analysis.scaling_report import plot_scaling, scaling_markdown
     from mambaout_dense.analysis.tables import write_csv
+    from mambaout_dense.cli import check_device
+    from mambaout_dense.errors import UsageError
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        if args.sizes:
-            sizes = [parse_size(tok) for tok in args.sizes]
-        else:
-            sizes = list(sc.QUICK_SIZES if args.quick else sc.DEFAULT_SIZES)
-    except ValueError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    if args.sizes:
+        sizes = [parse_size(tok) for tok in args.sizes]
+    else:
+        sizes = list(sc.QUICK_SIZES if args.quick else sc.DEFAULT_SIZES)
     devices = args.device or (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
-    if 'cuda' in devices and not torch.cuda.is_available():
-        print('error: --device cuda but CUDA is not available', file=sys.stderr)
-        return 2
+    for device in devices:
+        check_device(device)
     cases = sc.default_cases(quick=args.quick, block_width=args.block_width, include=args.only)
     if not cases:
-        print(f'error: --only {args.only} matches no curve', file=sys.stderr)
-        return 2
+        raise UsageError(f'--only {args.only} matches no curve')
     repeat = args.repeat or (1 if args.quick else 3)
     rows = sc.run_scaling(cases, sizes, devices, warmup=args.warmup, repeat=repeat,
                           measure_memory=not args.no_memory, max_memory_gb=args.max_memory_gb,
@@ -91,15 +91,16 @@ def main(argv=None) -> int:
         print(f"{r['status']}: {r['device']} {r['curve']} {r['H']}x{r['W']}: {r['note']}")
     print(f'\nwrote {osp.join(args.out, "scaling.csv")}, scaling_fit.csv, scaling.md, '
           'scaling.png')
-    return 0
 
 
 def parse_size(token: str) -> tuple:
     """'512' -> (512, 512); '800x1280' -> (800, 1280)."""
     import re
+
+    from mambaout_dense.errors import UsageError
     m = re.fullmatch(r'(\d+)(?:[xX×](\d+))?', token.strip())
     if not m:
-        raise ValueError(f'cannot read size {token!r}: use S or HxW')
+        raise UsageError(f'cannot read size {token!r}: use S or HxW')
     return int(m.group(1)), int(m.group(2) or m.group(1))
 
 

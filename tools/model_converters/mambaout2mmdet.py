@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     parser.add_argument('dst', help='output backbone checkpoint')
     args = parser.parse_args(argv)
 
-    from mambaout_dense.engine.launch import run_main
+    from mambaout_dense.cli import run_main
     return run_main(convert, args)
 
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ...errors import UsageError
 from .shapes import (
     SHAPES,
     TEXTURES,
@@ -299,7 +300,7 @@ def encode_mask(mask: np.ndarray, mask_format: str = 'auto') -> list[list[float]
         list[list[float]] | dict[str, Any]: Polygons or an RLE dict ``{'size', 'counts'}``.
     """
     if mask_format not in MASK_FORMATS:
-        raise ValueError(f'unknown mask_format {mask_format!r}; expected one of {MASK_FORMATS}')
+        raise UsageError(f'unknown mask_format {mask_format!r}; expected one of {MASK_FORMATS}')
     h, w = mask.shape
     if mask_format != 'rle':
         polygons, has_holes = mask_to_polygons(mask)
@@ -345,10 +346,10 @@ def generate_coco(out_dir: str, num_train: int = 800, num_val: int = 200, size: 
         FileExistsError: If an image folder already holds ``.jpg`` files and not ``overwrite``.
     """
     if not 0 <= min_instances <= max_instances:
-        raise ValueError(f'need 0 <= min_instances <= max_instances, got '
+        raise UsageError(f'need 0 <= min_instances <= max_instances, got '
                          f'{min_instances}, {max_instances}')
     if not 0.0 <= empty_fraction <= 1.0:
-        raise ValueError(f'empty_fraction must lie in [0, 1], got {empty_fraction}')
+        raise UsageError(f'empty_fraction must lie in [0, 1], got {empty_fraction}')
     root = osp.abspath(out_dir)
     paths = {'root': root, 'train_ann': osp.join(root, 'annotations', 'instances_train2017.json'),
              'val_ann': osp.join(root, 'annotations', 'instances_val2017.json'),

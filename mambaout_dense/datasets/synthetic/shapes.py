@@ -166,6 +166,7 @@ def texture(rng: np.random.Generator, h: int, w: int, kind: str, colour: Sequenc
         np.ndarray: ``(h, w, 3)`` float32 patch in ``[0, 255]``.
     """
     if kind not in TEXTURES:
+        # internal invariant: the renderers draw kinds from TEXTURES; no user value reaches it
         raise ValueError(f'unknown texture {kind!r}; expected one of {TEXTURES}')
     c1 = np.asarray(colour, np.float32)
     c2 = jitter_colour(rng, c1, 90.0) if second is None else np.asarray(second, np.float32)
@@ -258,7 +259,7 @@ def shape_polygons(kind: str, size: float, angle: float,
         b = a * rng.uniform(0.28, 0.4)  # arm half-width
         fill = [np.array([[-a, -b], [a, -b], [a, b], [-a, b]]),
                 np.array([[-b, -a], [b, -a], [b, a], [-b, a]])]
-    else:
+    else:  # internal invariant: the renderers draw kinds from SHAPES; no user value reaches it
         raise ValueError(f'unknown shape {kind!r}; expected one of {SHAPES}')
     c, s = math.cos(angle), math.sin(angle)
     rot = np.array([[c, s], [-s, c]], np.float32)

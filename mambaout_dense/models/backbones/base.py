@@ -23,10 +23,59 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint as grad_checkpoint
 
 from ...checkpoint.loading import load_pretrained
+from ...errors import ConfigError
 
-__all__ = ['DenseBackbone', 'ShapeSpec']
+__all__ = ['DenseBackbone', 'ShapeSpec', 'drop_path_rates', 'check_int', 'check_bool', 'is_int']
 
 StateDict = Dict[str, torch.Tensor]
+
+
+def is_int(value: Any) -> bool:
+    """True for an integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(owner: str, key: str, value: Any, low: Optional[int] = None,
+              high: Optional[int] = None) -> int:
+    """Return ``value`` when it is an integer in ``low..high`` (bounds included).
+
+    Raises:
+        ConfigError: Naming ``owner`` and ``key``, the valid range and the value.
+    """
+    if not is_int(value) or (low is not None and value < low) or (high is not None
+                                                                   and value > high):
+        span = ('' if low is None and high is None else
+                f' in {low if low is not None else "-inf"}..{high if high is not None else "inf"}')
+        raise ConfigError(f'{owner}: {key} must be an integer{span}, got {value!r}')
+    return value
+
+
+def check_bool(owner: str, key: str, value: Any) -> bool:
+    """Return ``value`` when it is a bool; else raise :class:`ConfigError` naming ``key``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f'{owner}: {key} must be True or False, got {value!r}')
+    return value
+
+
+def drop_path_rates(owner: str, drop_path_rate: Any, depths: Sequence[int]) -> List[float]:
+    """Stochastic-depth rate of every block: linear from 0 to ``drop_path_rate``.
+
+    Args:
+        owner (str): Named in the error message (the backbone class).
+        drop_path_rate (float): Rate of the last block, in [0, 1).
+        depths (Sequence[int]): Blocks per stage.
+
+    Returns:
+        list[float]: One rate per block, in order.
+
+    Raises:
+        ConfigError: ``drop_path_rate`` is not a number in [0, 1).
+    """
+    if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) \
+            or not 0 <= drop_path_rate < 1:
+        raise ConfigError(f'{owner}: drop_path_rate must be a number in [0, 1), got '
+                          f'{drop_path_rate!r}')
+    return torch.linspace(0, drop_path_rate, sum(depths)).tolist()
 
 
 class ShapeSpec(dict):
@@ -56,6 +105,9 @@ class DenseBackbone(BaseModule):
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
         init_cfg (dict | list[dict], optional): mmengine init config; ``type='Pretrained'`` is
             handled strictly by :meth:`init_weights`. Defaults to None.
+
+    Raises:
+        ConfigError: An argument of the wrong kind or out of range (the message names it).
     """
 
     arch_zoo: Dict[str, Dict[str, Any]] = {}
@@ -65,6 +117,9 @@ class DenseBackbone(BaseModule):
     new_param_patterns: Tuple[str, ...] = (r'^norm\d\.', )
     #: Stage outputs are (B, H, W, C) when True, (B, C, H, W) when False.
     channels_last: bool = True
+    #: Layers that :meth:`_init_own_weights` gives truncated-normal (std 0.02) weights and zero
+    #: biases (the others keep PyTorch's default); each family sets its official rule.
+    trunc_normal_layers: Tuple[type, ...] = (nn.Linear, )
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]],
@@ -74,18 +129,26 @@ class DenseBackbone(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
         self.arch_settings = self.parse_arch(arch)
-        if isinstance(out_indices, int):
+        if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = (out_indices, )
-        out_indices = tuple(int(i) + self.num_stages if int(i) < 0 else int(i)
-                            for i in out_indices)
+        if not isinstance(out_indices, (list, tuple)) or not all(
+                is_int(i) for i in out_indices):
+            raise ConfigError(f'{name}: out_indices must be a stage index or a list of them '
+                              f'(0..{self.num_stages - 1}), got {out_indices!r}')
+        out_indices = tuple(i + self.num_stages if i < 0 else i for i in out_indices)
         if not out_indices or any(i not in range(self.num_stages) for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of 0..{self.num_stages - 1}'
-                             f', got {out_indices}')
+            raise ConfigError(f'{name}: out_indices must be a non-empty subset of '
+                              f'0..{self.num_stages - 1}, got {out_indices}')
         if len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices has duplicates: {out_indices}')
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in -1..{self.num_stages}, got {frozen_stages}')
+            raise ConfigError(f'{name}: out_indices has duplicates: {out_indices}')
+        check_int(name, 'frozen_stages', frozen_stages, -1, self.num_stages)
+        check_bool(name, 'norm_eval', norm_eval)
+        check_bool(name, 'with_cp', with_cp)
+        if init_cfg is not None and not isinstance(init_cfg, (dict, list)):
+            raise ConfigError(f'{name}: init_cfg must be a dict, a list of dicts or None, got '
+                              f'{init_cfg!r}')
         self.out_indices = tuple(sorted(out_indices))
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -101,28 +164,38 @@ class DenseBackbone(BaseModule):
 
         Returns:
             dict: Settings with at least ``arch_keys``.
+
+        Raises:
+            ConfigError: An unknown name, a dict with missing or unknown keys, or ``depths`` /
+                ``dims`` that are not ``num_stages`` positive integers.
         """
+        name = cls.__name__
         if isinstance(arch, str):
             if arch not in cls.arch_zoo:
-                raise ValueError(f'Unknown {cls.__name__} arch {arch!r}; valid names: '
-                                 f'{", ".join(sorted(cls.arch_zoo))}')
+                raise ConfigError(f'Unknown {name} arch {arch!r}; valid names: '
+                                  f'{", ".join(sorted(cls.arch_zoo))}')
             return copy.deepcopy(cls.arch_zoo[arch])
-        if isinstance(arch, dict):
-            missing = [k for k in cls.arch_keys if k not in arch]
-            if missing:
-                raise ValueError(f'Custom {cls.__name__} arch misses keys {missing}; '
-                                 f'required: {list(cls.arch_keys)}')
-            unknown = [k for k in arch if k not in cls.arch_keys + cls.optional_arch_keys()]
-            if unknown:
-                raise ValueError(f'Custom {cls.__name__} arch has unknown keys {unknown}; '
-                                 f'allowed: {list(cls.arch_keys + cls.optional_arch_keys())}')
-            settings = copy.deepcopy(arch)
-            for key in ('depths', 'dims'):
-                if key in settings and len(settings[key]) != cls.num_stages:
-                    raise ValueError(f'arch[{key!r}] needs {cls.num_stages} entries, '
-                                     f'got {settings[key]}')
-            return settings
-        raise TypeError(f'arch must be a str or dict, got {type(arch).__name__}')
+        if not isinstance(arch, dict):
+            raise ConfigError(f'{name}: arch must be a name ({", ".join(sorted(cls.arch_zoo))}) '
+                              f'or a dict with {list(cls.arch_keys)}, got {arch!r}')
+        missing = [k for k in cls.arch_keys if k not in arch]
+        if missing:
+            raise ConfigError(f'Custom {name} arch misses keys {missing}; '
+                              f'required: {list(cls.arch_keys)}')
+        allowed = cls.arch_keys + cls.optional_arch_keys()
+        unknown = [k for k in arch if k not in allowed]
+        if unknown:
+            raise ConfigError(f'Custom {name} arch has unknown keys {unknown}; '
+                              f'allowed: {list(allowed)}')
+        settings = copy.deepcopy(dict(arch))
+        for key in ('depths', 'dims'):
+            value = settings.get(key)
+            if key in settings and (not isinstance(value, (list, tuple))
+                                    or len(value) != cls.num_stages
+                                    or not all(is_int(v) and v > 0 for v in value)):
+                raise ConfigError(f'{name}: arch[{key!r}] needs {cls.num_stages} positive '
+                                  f'integers, got {value!r}')
+        return settings
 
     @classmethod
     def optional_arch_keys(cls) -> Tuple[str, ...]:
@@ -277,9 +350,11 @@ class DenseBackbone(BaseModule):
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             unknown = set(cfg) - {'type', 'checkpoint', 'prefix', 'map_location'}
             if unknown:
-                raise ValueError(f'Unknown Pretrained init_cfg keys {sorted(unknown)}')
-            if 'checkpoint' not in cfg:
-                raise ValueError("init_cfg type='Pretrained' needs a 'checkpoint'")
+                raise ConfigError(f'Unknown Pretrained init_cfg keys {sorted(unknown)}; '
+                                  "allowed: checkpoint, prefix, map_location")
+            if not isinstance(cfg.get('checkpoint'), str):
+                raise ConfigError("init_cfg type='Pretrained' needs a 'checkpoint' (a path or "
+                                  f"URL), got {cfg.get('checkpoint')!r}")
             self._init_own_weights()
             load_pretrained(self, cfg['checkpoint'], self.convert_checkpoint,
                             allow_missing=self.new_param_patterns, prefix=cfg.get('prefix'))
@@ -292,9 +367,10 @@ class DenseBackbone(BaseModule):
         self._freeze_stages()
 
     def _init_own_weights(self) -> None:
-        """Default initialisation (truncated normal for linear layers, as the officials do)."""
+        """Default initialisation, as the official release of the family does: truncated normal
+        (std 0.02) weights and zero biases for the layer types in ``trunc_normal_layers``."""
         for module in self.modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, self.trunc_normal_layers):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)

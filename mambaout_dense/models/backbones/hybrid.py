@@ -22,11 +22,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, ConfigError
 from ...registry import MODELS
-from .base import DenseBackbone
-from .mambaout import LN_EPS, DownsampleLayer, GatedCNNBlock, StemLayer, mambaout_param_location
-from .vmamba import VSSBlock
+from .base import DenseBackbone, check_int, drop_path_rates
+from .mambaout import (
+    LN_EPS,
+    DownsampleLayer,
+    GatedCNNBlock,
+    MambaOut,
+    StemLayer,
+    mambaout_param_location,
+)
+from .vmamba import VSSBlock, check_scan_backend
 
 __all__ = ['HybridBackbone', 'HybridStage', 'MIXERS']
 
@@ -87,6 +94,8 @@ class HybridBackbone(DenseBackbone):
     }
     arch_keys = ('depths', 'dims')
     arch_defaults: Dict[str, Any] = dict(d_state=1, ssm_ratio=1.0, mlp_ratio=4.0)
+    # MambaOut's rule: its stem, downsampling layers and Gated CNN blocks are MambaOut's
+    trunc_normal_layers = MambaOut.trunc_normal_layers
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'tiny',
@@ -107,13 +116,16 @@ class HybridBackbone(DenseBackbone):
         dims = tuple(settings['dims'])
         self.depths = depths
         self.drop_path_rate = drop_path_rate
+        rates = drop_path_rates('HybridBackbone', drop_path_rate, depths)
+        check_int('HybridBackbone', 'in_channels', in_channels, 1)
+        if 'ss2d' in self.mixers:
+            check_scan_backend('HybridBackbone', scan_backend)
         ss2d_cfg = {k: settings[k] for k in _SS2D_KEYS}
         gated_cfg = {k: settings[k] for k in _GATED_KEYS if k in settings}
 
         self.downsample_layers = nn.ModuleList([StemLayer(in_channels, dims[0])] + [
             DownsampleLayer(dims[i - 1], dims[i]) for i in range(1, self.num_stages)
         ])
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = nn.ModuleList()
         start = 0
         for i, mixer in enumerate(self.mixers):
@@ -139,13 +151,13 @@ class HybridBackbone(DenseBackbone):
             tuple[str, ...]: The names.
 
         Raises:
-            ValueError: Wrong count or an unknown name (the message lists the valid ones).
+            ConfigError: Wrong count or an unknown name (the message lists the valid ones).
         """
-        if isinstance(mixers, str) or len(mixers) != num_stages:
-            raise ValueError(f'mixers needs one name per stage ({num_stages}), got {mixers!r}')
+        if not isinstance(mixers, (list, tuple)) or len(mixers) != num_stages:
+            raise ConfigError(f'mixers needs one name per stage ({num_stages}), got {mixers!r}')
         unknown = [m for m in mixers if m not in MIXERS]
         if unknown:
-            raise ValueError(f'Unknown token mixer(s) {unknown}; valid: {", ".join(MIXERS)}')
+            raise ConfigError(f'Unknown token mixer(s) {unknown}; valid: {", ".join(MIXERS)}')
         return tuple(mixers)
 
     @classmethod

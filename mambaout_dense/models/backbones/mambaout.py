@@ -19,7 +19,7 @@ from ...ops.depthwise_conv import depthwise_conv2d
 from ...ops.gated_product import gated_product
 from ...registry import MODELS
 from ..layers import DropPath
-from .base import DenseBackbone
+from .base import DenseBackbone, check_int, drop_path_rates
 
 __all__ = ['MambaOut', 'GatedCNNBlock', 'StemLayer', 'DownsampleLayer', 'mambaout_param_location']
 
@@ -164,6 +164,7 @@ class MambaOut(DenseBackbone):
         'test': dict(depths=(1, 1, 2, 1), dims=(16, 24, 32, 48)),
     }
     arch_keys = ('depths', 'dims')
+    trunc_normal_layers = (nn.Conv2d, nn.Linear)  # as the official release and timm
 
     def __init__(self,
                  arch: Union[str, Dict[str, Any]] = 'tiny',
@@ -181,11 +182,12 @@ class MambaOut(DenseBackbone):
                      if k in self.arch_settings}
         self.depths = depths
         self.drop_path_rate = drop_path_rate
+        rates = drop_path_rates('MambaOut', drop_path_rate, depths)
+        check_int('MambaOut', 'in_channels', in_channels, 1)
 
         self.downsample_layers = nn.ModuleList([StemLayer(in_channels, dims[0])] + [
             DownsampleLayer(dims[i - 1], dims[i]) for i in range(1, self.num_stages)
         ])
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = nn.ModuleList()
         start = 0
         for i in range(self.num_stages):

@@ -19,6 +19,7 @@ loads after :func:`mambaout_dense.checkpoint.vmamba.convert_vmamba` drops its cl
 itself is :func:`mambaout_dense.ops.selective_scan`, which runs on CPU and GPU.
 """
 import math
+import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -27,16 +28,57 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...checkpoint.vmamba import convert_vmamba
-from ...ops import cross_merge, cross_scan, selective_scan
+from ...errors import ConfigError, UnavailableError
+from ...ops import available_backends, cross_merge, cross_scan, selective_scan
+from ...ops.scan import ENV_VAR as SCAN_BACKEND_ENV_VAR
 from ...registry import MODELS
 from ..layers import DropPath, LayerNorm2d
-from .base import DenseBackbone
+from .base import DenseBackbone, check_int, drop_path_rates
 
-__all__ = ['VMamba', 'SS2D', 'VSSBlock', 'VSSStage', 'Mlp', 'Linear2d', 'PatchMerging2D']
+__all__ = [
+    'VMamba', 'SS2D', 'VSSBlock', 'VSSStage', 'Mlp', 'Linear2d', 'PatchMerging2D',
+    'check_scan_backend'
+]
 
 LN_EPS = 1e-5
 #: Values of the ``version`` arch key.
 VERSIONS = ('v2', 'v0')
+
+
+def check_scan_backend(owner: str, scan_backend: Optional[str]) -> None:
+    """Refuse, when the model is built, a selective-scan backend that cannot run here.
+
+    The backend comes from the ``scan_backend`` argument or, when that is None, from the
+    environment variable ``MAMBAOUT_DENSE_SCAN_BACKEND``; it must be one of
+    :func:`mambaout_dense.ops.available_backends` (which backend runs on which device is still
+    checked per call, since the model may move to another device after it is built).
+
+    Args:
+        owner (str): Named in the message (the backbone class).
+        scan_backend (str, optional): The backend asked for, or None.
+
+    Raises:
+        ConfigError: ``scan_backend`` is not a string or None.
+        UnavailableError: The name is unknown or its backend cannot run in this process; the
+            message says where the name came from and lists the usable backends.
+    """
+    if scan_backend is None:
+        name = os.environ.get(SCAN_BACKEND_ENV_VAR) or None
+        source, fix = (f'the environment variable {SCAN_BACKEND_ENV_VAR}',
+                       f'unset {SCAN_BACKEND_ENV_VAR} or set it to one of them')
+    elif isinstance(scan_backend, str):
+        name = scan_backend
+        source, fix = ('scan_backend', 'set scan_backend to one of them, or to None to choose by '
+                       'device')
+    else:
+        raise ConfigError(f'{owner}: scan_backend must be a backend name or None, got '
+                          f'{scan_backend!r}')
+    usable = available_backends()
+    if name is not None and name not in usable:
+        raise UnavailableError(
+            f'{owner}: the selective-scan backend {name!r} (from {source}) cannot run here: it '
+            f'is unknown, or its kernels are not available in this process (e.g. a CUDA-only '
+            f'backend without CUDA). Usable backends: {", ".join(usable)}; {fix}.')
 
 
 def _norm(dim: int, channels_first: bool) -> nn.Module:
@@ -265,7 +307,7 @@ class VSSBlock(nn.Module):
                  scan_backend: Optional[str] = None) -> None:
         super().__init__()
         if version not in VERSIONS:
-            raise ValueError(f'Unknown VMamba version {version!r}; valid: {VERSIONS}')
+            raise ConfigError(f'Unknown VMamba version {version!r}; valid: {", ".join(VERSIONS)}')
         channels_first = version == 'v2'
         self.norm = _norm(dim, channels_first)
         self.op = SS2D(dim, d_state=d_state, ssm_ratio=ssm_ratio, conv_bias=version == 'v0',
@@ -419,8 +461,8 @@ class VMamba(DenseBackbone):
         super().__init__(arch, out_indices, frozen_stages, norm_eval, with_cp, init_cfg)
         settings = {**self.arch_defaults, **self.arch_settings}
         if settings['version'] not in VERSIONS:
-            raise ValueError(f"Unknown VMamba version {settings['version']!r}; valid: "
-                             f'{", ".join(VERSIONS)}')
+            raise ConfigError(f"Unknown VMamba version {settings['version']!r}; valid: "
+                              f'{", ".join(VERSIONS)}')
         self.arch_settings = settings
         depths = tuple(settings['depths'])
         dims = tuple(settings['dims'])
@@ -429,9 +471,11 @@ class VMamba(DenseBackbone):
         self.channels_first = self.version == 'v2'
         self.channels_last = not self.channels_first  # layout of the stage outputs
         self.drop_path_rate = drop_path_rate
+        rates = drop_path_rates('VMamba', drop_path_rate, depths)
+        check_int('VMamba', 'in_channels', in_channels, 1)
+        check_scan_backend('VMamba', scan_backend)
 
         self.patch_embed = make_stem(in_channels, dims[0], self.version)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.layers = nn.ModuleList()
         start = 0
         for i in range(self.num_stages):

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ConfigError
+
 __all__ = ['GlobalAttention', 'WindowAttention']
 
 
@@ -26,7 +28,8 @@ class GlobalAttention(nn.Module):
         super().__init__()
         self.num_heads = max(1, dim // head_dim)
         if dim % self.num_heads:
-            raise ValueError(f'dim {dim} is not divisible into {self.num_heads} heads')
+            raise ConfigError(f'GlobalAttention: dim {dim} is not divisible into '
+                              f'{self.num_heads} heads of about {head_dim} channels')
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 

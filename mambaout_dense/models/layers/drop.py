@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from ...errors import ConfigError
+
 __all__ = ['DropPath']
 
 
@@ -15,7 +17,7 @@ class DropPath(nn.Module):
     def __init__(self, drop_prob: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f'drop_prob must be in [0, 1), got {drop_prob}')
+            raise ConfigError(f'DropPath: drop_prob must be in [0, 1), got {drop_prob}')
         self.drop_prob = drop_prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

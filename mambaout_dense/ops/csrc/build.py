@@ -80,6 +80,7 @@ def check(module: ModuleType) -> dict:
                                     _outputs_and_grads(x, 'cpu')):
                     err = ((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
                     if not err < TOLERANCE:  # also catches NaN
+                        # internal invariant: a miscompiled kernel, not a user mistake
                         raise RuntimeError(f'the compiled CPU scan ({isa}) disagrees with the '
                                            f'reference at shape {shape}: relative error {err}')
                     worst = max(worst, err)
@@ -120,7 +121,7 @@ def check_roi_align(module: ModuleType) -> dict:
             results.append((out.detach(), grad))
         for got, ref in zip(*results):
             err = ((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
-            if not err < TOLERANCE:
+            if not err < TOLERANCE:  # internal invariant: a miscompiled kernel
                 raise RuntimeError(f'the compiled RoIAlign disagrees with torchvision for case '
                                    f'{(size, scale, ratio, aligned)}: relative error {err}')
             worst = max(worst, err)
@@ -159,7 +160,7 @@ def check_depthwise(module: ModuleType) -> dict:
             results.append([out.detach(), *torch.autograd.grad(out, leaves, cot)])
         for got, ref in zip(*results):
             err = ((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
-            if not err < TOLERANCE:
+            if not err < TOLERANCE:  # internal invariant: a miscompiled kernel
                 raise RuntimeError(f'the depthwise backward disagrees with autograd for '
                                    f'{(batch, channels, height, width, k)}: relative error {err}')
             worst = max(worst, err)
