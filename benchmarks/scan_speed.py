@@ -10,7 +10,9 @@ VMamba):
   N 1, L 128 x 128 = 16384;
 - d_state 16 (vanilla VMamba): dim 384, groups 4, N 16, L 4096.
 
-For every backend available on the device, with 1 and 2 threads on the CPU: median forward and
+For every backend of the registry available on the device (:func:`benchmark_backends`: a
+backend that :func:`~mambaout_dense.ops.scan.register_backend` records appears here with no
+other edit), with 1 and 2 threads on the CPU: median forward and
 forward+backward time, peak memory of forward+backward (CUDA: allocator peak; CPU: sampled
 resident-set growth), the speed-up over the ``reference`` backend (the float32 sequential Python
 loop) and the forward time over the memory-traffic floor ``4 (3 dim L + 2 groups N L)`` bytes
@@ -44,10 +46,10 @@ from mambaout_dense.analysis.measure import (
 )
 from mambaout_dense.analysis.tables import markdown_table, update_readme_section
 from mambaout_dense.ops import available_backends, get_default_backend, selective_scan
+from mambaout_dense.ops.scan import registered_backends, unavailable_reason
 from mambaout_dense.ops.scan_cpu import kernel_isa
 from mambaout_dense.ops.scan_inputs import random_scan_inputs
 
-BACKENDS = ('reference', 'torch', 'cpu', 'triton', 'mamba_ssm')
 README_SECTION = 'speed-scan'
 #: Targets for the default backend: forward time over the memory floor at N = 1 (at most),
 #: forward speed-up over the loop at N = 16 and forward+backward speed-up (at least).
@@ -65,6 +67,20 @@ def cases(quick: bool) -> List[Case]:
                 ('n16', 'd_state 16', 1, 384, 1024, 16, 4)]
     return [('n1', 'VMamba-T s1 @512 (N=1)', 1, 384, 16384, 1, 4),
             ('n16', 'd_state 16', 1, 384, 4096, 16, 4)]
+
+
+def benchmark_backends(device: str) -> List[str]:
+    """The backends timed on ``device``: ``reference`` (the base of the speed-ups) first, then
+    every other registered backend available there, best first."""
+    return ['reference'] + [b for b in available_backends(device) if b != 'reference']
+
+
+def unavailable_note(device: str) -> str:
+    """The registered backends not timed on ``device``, each with the registry's reason."""
+    timed = set(benchmark_backends(device))
+    missing = [f'`{name}` ({unavailable_reason(name) or f"does not run on {device}"})'
+               for name in registered_backends() if name not in timed]
+    return 'not timed: ' + ', '.join(missing) if missing else 'every registered backend timed'
 
 
 def make_inputs(batch, dim, length, n_state, groups, device):
@@ -202,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
     device = args.device
     args.default = get_default_backend(device)
-    backends = [b for b in BACKENDS if b in available_backends(device)]
+    backends = benchmark_backends(device)
     thread_counts = args.threads if device == 'cpu' else [torch.get_num_threads()]
     scans, backbones, bandwidths = [], [], []
     for threads in thread_counts:
@@ -221,8 +237,9 @@ def main() -> None:
     isa = kernel_isa() if device == 'cpu' else None
     env = (f'device: {device} ({device_name(device)}), torch {torch.__version__}, default '
            f'backend `{args.default}`' + (f' (compiled kernel: {isa})' if isa else '') +
-           '; copy bandwidth ' + ', '.join(f'{b / 1e9:.1f} GB/s with {t} thread'
-                                           f'{"s" if t > 1 else ""}' for t, b in bandwidths))
+           f'; {unavailable_note(device)}; copy bandwidth '
+           + ', '.join(f'{b / 1e9:.1f} GB/s with {t} thread{"s" if t > 1 else ""}'
+                       for t, b in bandwidths))
     lines = ['### Selective scan (`benchmarks/scan_speed.py`)', '',
              'Backends side by side in one process. Reference = float32 sequential loop (`*`: '
              f'timed on {args.ref_steps} steps, scaled to L); speed-ups are over it; "fwd x '

@@ -16,7 +16,8 @@ Whatever the backend, the scan is one ``torch.autograd.Function`` (:class:`Selec
 ``torch.jit.trace`` records it as a single ``prim::PythonOp.SelectiveScanFn`` node that
 :mod:`mambaout_dense.ops.flops` counts.
 
-Backends (see :func:`available_backends`):
+Backends (see :func:`available_backends`); each module registers its own with
+:func:`register_backend`, and nothing else lists them:
 
 - ``reference``: the plain sequential loop over the sequence (float32, float64 for float64
   inputs), differentiated by autograd. The oracle of the tests; slow.
@@ -31,17 +32,20 @@ The backend is chosen per call, first match wins:
 1. the ``backend`` argument (the backbones' ``scan_backend`` config key passes it);
 2. :func:`set_default_backend`;
 3. the environment variable ``MAMBAOUT_DENSE_SCAN_BACKEND`` (a backend name);
-4. the fixed rule of :func:`get_default_backend`, by the tensors' device: CUDA tensors use
-   ``triton`` when Triton imports, else ``torch``; CPU tensors use ``cpu`` when the compiled
-   kernel is built for the running torch, else ``torch``; other devices use ``torch``.
-   ``reference`` and ``mamba_ssm`` are only used when asked for. No timing is involved, so the
-   choice is the same on every machine with the same software.
+4. the fixed rule of :func:`get_default_backend`: among the available backends that run on the
+   tensors' device, the one with the highest :attr:`Backend.priority` for that device type.
+   Registered: ``triton`` for CUDA, the compiled ``cpu`` kernel for CPU tensors, else
+   ``torch`` (any device); ``reference`` and ``mamba_ssm`` have no priority and are only used
+   when asked for. No timing is involved, so the choice is the same on every machine with the
+   same software.
 
 A name that is unknown, unavailable in this process or unable to run on the tensors' device
-raises a ``ValueError`` that says where the name came from and lists the usable backends.
+raises a :class:`~mambaout_dense.errors.UsageError` (a ``ValueError``) that says where the name
+came from and lists the usable backends.
 """
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from types import MappingProxyType
+from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,12 +53,11 @@ from mmengine.logging import print_log
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..errors import UsageError
+
 ENV_VAR = 'MAMBAOUT_DENSE_SCAN_BACKEND'
-BACKEND_NAMES = ('reference', 'torch', 'cpu', 'triton', 'mamba_ssm')
-# The automatic choice: per device type, the preferred backend when it is available, else
-# FALLBACK_BACKEND.
-PREFERRED_BACKENDS = {'cuda': 'triton', 'cpu': 'cpu'}
-FALLBACK_BACKEND = 'torch'
+#: Key of :attr:`Backend.priority` that ranks a backend on every device type.
+ANY_DEVICE = '*'
 
 # Gradients returned by a backend, in the order of the differentiable inputs.
 Grads = Tuple[Optional[Tensor], ...]
@@ -77,12 +80,12 @@ class ScanInputs(NamedTuple):
 
 
 class Backend(NamedTuple):
-    """One scan implementation.
+    """One scan implementation, as :func:`register_backend` records it.
 
     Args:
         name (str): Backend name.
         probe (Callable[[], Optional[str]]): Returns ``None`` when the backend can run in this
-            process, otherwise the reason why it cannot.
+            process, otherwise the reason why it cannot (see :func:`unavailable_reason`).
         supports (Callable[[torch.device], bool]): Whether it runs on tensors of a device.
         forward (Callable): ``forward(inputs, delta_softplus)`` -> ``(out, last_state, saved)``
             with ``out`` in the compute dtype and ``saved`` a tuple of tensors for the backward.
@@ -90,12 +93,21 @@ class Backend(NamedTuple):
             dlast_state)`` -> gradients of ``(u, delta, A, B, C, D, z, delta_bias)`` in the
             compute dtype (``None`` for absent inputs; ``dlast_state`` may be ``None``). ``None``
             means the backward re-runs ``forward`` under autograd.
+        priority (Mapping[str, int]): Rank in the automatic choice per device type (``'cpu'``,
+            ``'cuda'``, ... or :data:`ANY_DEVICE`); the highest rank among the available
+            backends that run on the tensors' device wins. A backend without a rank for a device
+            type is used there only when asked for. Defaults to no rank anywhere.
     """
     name: str
     probe: Callable[[], Optional[str]]
     supports: Callable[[torch.device], bool]
     forward: Callable
     backward: Optional[Callable]
+    priority: Mapping[str, int] = MappingProxyType({})
+
+    def rank(self, device: torch.device) -> Optional[int]:
+        """This backend's rank in the automatic choice for ``device`` (None: only on request)."""
+        return self.priority.get(device.type, self.priority.get(ANY_DEVICE))
 
 
 _REGISTRY: Dict[str, Backend] = {}
@@ -105,12 +117,31 @@ _REPORTED: set = set()
 
 
 def register_backend(backend: Backend) -> None:
-    """Register (or replace) a backend under ``backend.name``."""
+    """Register (or replace) a backend under ``backend.name``.
+
+    This is all a new backend needs: :func:`available_backends`, the automatic choice, the
+    benchmarks and the parametrized tests read the registry.
+    """
     _REGISTRY[backend.name] = backend
     _PROBED.pop(backend.name, None)
 
 
-def _unavailable_reason(name: str) -> Optional[str]:
+def registered_backends() -> Dict[str, Backend]:
+    """Every registered backend by name, available or not (a copy, in registration order)."""
+    return dict(_REGISTRY)
+
+
+def unavailable_reason(name: str) -> Optional[str]:
+    """Why backend ``name`` cannot run in this process, or None when it can.
+
+    The backend's probe runs once and its answer is kept (see :func:`reprobe_backend`).
+
+    Args:
+        name (str): Backend name.
+
+    Returns:
+        str | None: The reason (``'not registered'`` for an unknown name), or None.
+    """
     if name not in _REGISTRY:
         return 'not registered'
     if name not in _PROBED:
@@ -118,30 +149,42 @@ def _unavailable_reason(name: str) -> Optional[str]:
     return _PROBED[name]
 
 
+def reprobe_backend(name: str) -> None:
+    """Forget the kept probe answer of ``name``, so that the next query probes again."""
+    _PROBED.pop(name, None)
+
+
 def available_backends(device: Union[None, str, torch.device] = None) -> List[str]:
-    """Names of the backends usable in this process.
+    """Names of the registered backends usable in this process.
 
     Args:
         device (str | torch.device, optional): Only list the backends that run on tensors of
-            this device. Defaults to None (any device).
+            this device, best first: by their rank for the device (the first ranked one is
+            :func:`get_default_backend`), then those used only on request, by name. Defaults to
+            None (any device, in registration order).
 
     Returns:
-        list[str]: Backend names, in the order of :data:`BACKEND_NAMES`.
+        list[str]: Backend names.
     """
-    names = [n for n in BACKEND_NAMES if n in _REGISTRY and _unavailable_reason(n) is None]
-    if device is not None:
-        device = torch.device(device)
-        names = [n for n in names if _REGISTRY[n].supports(device)]
-    return names
+    names = [n for n in _REGISTRY if unavailable_reason(n) is None]
+    if device is None:
+        return names
+    device = torch.device(device)
+    names = [n for n in names if _REGISTRY[n].supports(device)]
+
+    def order(name: str) -> Tuple[bool, int, str]:
+        rank = _REGISTRY[name].rank(device)
+        return (rank is None, -(rank or 0), name)
+    return sorted(names, key=order)
 
 
 def _check_name(name: str, source: str = '') -> None:
-    if name not in BACKEND_NAMES:
-        raise ValueError(f'Unknown selective-scan backend {name!r}{source}; available backends: '
+    if name not in _REGISTRY:
+        raise UsageError(f'Unknown selective-scan backend {name!r}{source}; available backends: '
                          f'{available_backends()}')
-    reason = _unavailable_reason(name)
+    reason = unavailable_reason(name)
     if reason is not None:
-        raise ValueError(f'Selective-scan backend {name!r}{source} is not available ({reason}); '
+        raise UsageError(f'Selective-scan backend {name!r}{source} is not available ({reason}); '
                          f'available backends: {available_backends()}')
 
 
@@ -160,9 +203,10 @@ def set_default_backend(name: Optional[str]) -> None:
 def get_default_backend(device: Union[str, torch.device] = 'cpu') -> str:
     """The backend chosen automatically for tensors on ``device``, by a fixed rule.
 
-    CUDA tensors: ``triton`` when Triton imports, else ``torch``. CPU tensors: ``cpu`` when the
-    compiled kernel is built (and checked) for the running torch, else ``torch``. Any other
-    device: ``torch``. ``reference`` and ``mamba_ssm`` are never chosen automatically. The
+    The available backend that runs on ``device`` with the highest :attr:`Backend.priority` for
+    its type: as registered, ``triton`` for CUDA tensors when Triton imports, the ``cpu`` kernel
+    for CPU tensors when it is built (and checked) for the running torch, else ``torch``.
+    ``reference`` and ``mamba_ssm`` are never chosen automatically. The
     :func:`set_default_backend` choice and the ``MAMBAOUT_DENSE_SCAN_BACKEND`` variable, which
     take precedence in :func:`selective_scan`, are not consulted here.
 
@@ -171,13 +215,16 @@ def get_default_backend(device: Union[str, torch.device] = 'cpu') -> str:
 
     Returns:
         str: Backend name.
+
+    Raises:
+        UsageError: When no available backend has a rank for the device type.
     """
     device = torch.device(device)
-    name = PREFERRED_BACKENDS.get(device.type)
-    if name is not None and name in _REGISTRY and _unavailable_reason(name) is None \
-            and _REGISTRY[name].supports(device):
-        return name
-    return FALLBACK_BACKEND
+    for name in available_backends(device):
+        if _REGISTRY[name].rank(device) is not None:
+            return name
+    raise UsageError(f'No selective-scan backend is chosen automatically for {device.type} '
+                     f'tensors; name one of {available_backends(device)}')
 
 
 def _resolve_backend(backend: Optional[str], device: torch.device) -> str:
@@ -190,7 +237,7 @@ def _resolve_backend(backend: Optional[str], device: torch.device) -> str:
         backend = get_default_backend(device)
     _check_name(backend, source)
     if not _REGISTRY[backend].supports(device):
-        raise ValueError(f'Selective-scan backend {backend!r}{source} does not run on '
+        raise UsageError(f'Selective-scan backend {backend!r}{source} does not run on '
                          f'{device.type} tensors; backends for {device.type}: '
                          f'{available_backends(device)}')
     key = (backend, device.type)
@@ -406,7 +453,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         or float64 for float64 inputs), as ``mamba_ssm`` does.
 
     Raises:
-        ValueError: On mismatched shapes or groups, or an unknown or unusable backend.
+        ValueError: On mismatched shapes or groups; :class:`~mambaout_dense.errors.UsageError`
+            (a ``ValueError``) for an unknown or unusable backend.
     """
     inputs = check_inputs(u, delta, A, B, C, D, z, delta_bias)
     name = _resolve_backend(backend, u.device)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .csrc.extension import BUILD_DIR, CompiledExtension  # noqa: F401  (BUILD_DIR re-exported)
-from .scan import _PROBED, Backend, Grads, ScanInputs, register_backend
+from .scan import Backend, Grads, ScanInputs, register_backend, reprobe_backend
 
 LIB_NAME = 'mambaout_dense_scan_cpu'
 SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'selective_scan_cpu.cpp')
@@ -40,7 +40,7 @@ def source_sha1() -> Optional[str]:
 def use_module(module: Optional[ModuleType]) -> None:
     """Use an already loaded extension (the build's check), or forget it (``None``)."""
     EXTENSION.use(module)
-    _PROBED.pop('cpu', None)
+    reprobe_backend('cpu')
 
 
 def kernel_isa() -> Optional[str]:
@@ -98,4 +98,4 @@ def cpu_backward(inputs: ScanInputs, saved: Tuple[Tensor, ...], delta_softplus: 
 
 register_backend(
     Backend('cpu', probe=lambda: _load()[1], supports=lambda device: device.type == 'cpu',
-            forward=cpu_forward, backward=cpu_backward))
+            forward=cpu_forward, backward=cpu_backward, priority={'cpu': 10}))

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .scan import Backend, Grads, ScanInputs, compute_dtype, register_backend
+from .scan import ANY_DEVICE, Backend, Grads, ScanInputs, compute_dtype, register_backend
 
 # Elements of (batch, dim, N, block length) per block buffer; about seven such buffers are alive
 # in the backward, so 2**20 keeps it near 30 MB (float32).
@@ -284,4 +284,4 @@ def torch_backward(inputs: ScanInputs, saved: Tuple[Tensor, ...], delta_softplus
 
 register_backend(
     Backend('torch', probe=lambda: None, supports=lambda device: True, forward=torch_forward,
-            backward=torch_backward))
+            backward=torch_backward, priority={ANY_DEVICE: 0}))  # the fallback everywhere

@@ -150,4 +150,4 @@ def triton_backward(inputs: ScanInputs, saved: Tuple[Tensor, ...], delta_softplu
 
 register_backend(
     Backend('triton', probe=_probe, supports=_supports, forward=triton_forward,
-            backward=triton_backward))
+            backward=triton_backward, priority={'cuda': 10}))  # never automatic on the interpreter
