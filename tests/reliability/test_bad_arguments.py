@@ -108,3 +108,96 @@ def test_train_command_line_with_bad_syntax(tmp_path):
     assert proc.returncode == 2, explain(proc)
     assert 'usage: train.py' in proc.stderr and 'expected KEY=VALUE' in proc.stderr
     assert 'Traceback' not in proc.output, explain(proc)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests the machine cannot honour: one line, exit 2 (CUDA is hidden where the machine has it)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_cuda(monkeypatch):
+    import mmengine.device
+    import torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(mmengine.device, 'get_device', lambda: 'cpu')
+
+
+def test_a_cuda_device_on_a_machine_without_cuda(no_cuda, tmp_path, capsys):
+    import cv2
+    import numpy as np
+    image = str(tmp_path / 'image.png')
+    cv2.imwrite(image, np.zeros((8, 8, 3), np.uint8))
+    demo = load_tool('demo.py')
+    for device in ('cuda:0', 'cuda'):
+        usage_error(demo.main, [image, DET_CONFIG, 'x.pth', '--out', 'o.png', '--device', device],
+                    capsys, f'--device {device}: CUDA is not available on this machine',
+                    'use --device cpu')
+    usage_error(demo.main, [image, DET_CONFIG, 'x.pth', '--out', 'o.png', '--device', 'gpu0'],
+                capsys, "--device 'gpu0' is not a device")
+    usage_error(load_tool('analysis', 'erf.py').main, ['mambaout_test', '--device', 'cuda:1'],
+                capsys, '--device cuda:1: CUDA is not available')
+    usage_error(load_tool('analysis', 'scaling.py').main, ['--quick', '--device', 'cuda'],
+                capsys, '--device cuda: CUDA is not available')
+
+
+@pytest.mark.parametrize('argv', [['--amp'],
+                                  ['--cfg-options', 'optim_wrapper.type=AmpOptimWrapper']],
+                         ids=['flag', 'config'])
+def test_mixed_precision_on_a_cpu(train, no_cuda, argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / 'w'
+    usage_error(train.main, [DET_CONFIG, '--work-dir', str(work), *argv], capsys,
+                'mixed precision', 'needs a GPU', 'optim_wrapper.type=OptimWrapper')
+    assert not work.exists()
+
+
+@pytest.mark.parametrize('source', ['environment', 'config'])
+def test_a_scan_backend_that_cannot_run_here(source, capsys, monkeypatch):
+    """A CUDA-only backend chosen by the environment or the config, refused when the model is
+    built (not at its first forward pass)."""
+    from mambaout_dense.ops import available_backends
+    unusable = [n for n in ('triton', 'mamba_ssm') if n not in available_backends()]
+    if not unusable:
+        pytest.skip('every CUDA-only backend runs on this machine')
+    name = unusable[0]
+    tool = load_tool('analysis', 'long_sequence.py')
+    if source == 'environment':
+        monkeypatch.setenv('MAMBAOUT_DENSE_SCAN_BACKEND', name)
+        usage_error(tool.main, ['vmamba_test'], capsys,
+                    f"backend '{name}' (from the environment variable "
+                    'MAMBAOUT_DENSE_SCAN_BACKEND) cannot run here', 'Usable backends')
+    else:
+        usage_error(tool.main, ['configs/upernet_vmamba_t.py', '--cfg-options',
+                                f'+model.backbone.scan_backend={name}'], capsys,
+                    f"backend '{name}' (from scan_backend) cannot run here", 'Usable backends')
+
+
+# --------------------------------------------------------------------------------------------
+# Config values of the wrong kind or unknown names: the key is named
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('option, expected', [
+    ('train_cfg.max_iters=ten', "train_cfg.max_iters takes an integer (the config holds"),
+    ('train_dataloader.batch_size=2.5', 'train_dataloader.batch_size takes an integer'),
+    ('model.backbone.arch=3', 'model.backbone.arch takes a string'),
+    ('model.backbone.with_cp=1', 'model.backbone.with_cp takes True or False'),
+    ('optim_wrapper.optimizer.lr=fast', 'optim_wrapper.optimizer.lr takes a number'),
+    ('model.backbone=mambaout', 'model.backbone takes a dict'),
+])
+def test_config_values_of_the_wrong_kind_name_the_key(train, option, expected, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    usage_error(train.main, [DET_CONFIG, '--cfg-options', option], capsys, expected,
+                f'+{option.split("=")[0]}=')
+
+
+def test_unknown_names_in_a_config_name_the_key(capsys):
+    """An arch typo, a misspelled argument and an unknown type, in any tool that builds it."""
+    tool = load_tool('analysis', 'long_sequence.py')
+    usage_error(tool.main, [DET_CONFIG, '--cfg-options', 'model.backbone.arch=tinny'], capsys,
+                "Unknown MambaOut arch 'tinny'; valid names: base, femto")
+    usage_error(tool.main, [DET_CONFIG, '--cfg-options', '+model.backbone.out_indice=3'], capsys,
+                "unexpected keyword argument 'out_indice'")
+    usage_error(tool.main, [DET_CONFIG, '--cfg-options', 'model.backbone.type=MambaOutt'], capsys,
+                'MambaOutt is not in the', 'misspelled type name')
+    usage_error(tool.main, ['mambaout_tinny'], capsys, "Unknown MambaOut arch 'tinny'")
+    usage_error(tool.main, ['mambaout_tiny', '--cfg-options', 'a=1'], capsys,
+                '--cfg-options needs a config file')

@@ -328,6 +328,88 @@ def test_train_tool_resume_refuses_a_malicious_pickle(evil, tmp_path, capsys, mo
 
 
 # --------------------------------------------------------------------------------------------
+# NaN/Inf weights: every loading path refuses, naming the file and the first bad tensor
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def diverged(tmp_path):
+    """A checkpoint whose weights hold Inf (the first bad tensor) and NaN."""
+    state = {'backbone.a': torch.ones(3), 'backbone.b': torch.tensor([1.0, float('inf')]),
+             'backbone.c': torch.tensor([float('nan')])}
+    path = str(tmp_path / 'diverged.pth')
+    torch.save(dict(state_dict=state, meta=dict(iter=3)), path)
+    return path
+
+
+def _names_the_bad_tensor(text: str, path: str) -> bool:
+    return f"{path!r}: weight 'backbone.b' holds NaN/Inf" in text
+
+
+def test_safe_load_refuses_nan_weights_unless_asked(diverged):
+    with pytest.raises(CheckpointError) as info:
+        safe_load(diverged)
+    assert _names_the_bad_tensor(str(info.value), diverged)
+    assert not bool(torch.isfinite(
+        safe_load(diverged, allow_nonfinite=True)['state_dict']['backbone.c']).all())
+
+
+def test_backbone_pretrained_init_refuses_nan_weights(diverged):
+    from mambaout_dense.models.backbones.mambaout import MambaOut
+    model = MambaOut(arch='test', init_cfg=dict(type='Pretrained', checkpoint=diverged,
+                                                prefix='backbone.'))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as info:
+        model.init_weights()
+    assert _names_the_bad_tensor(str(info.value), diverged)
+    assert all(bool(torch.isfinite(v).all()) for v in model.state_dict().values())
+    assert before.keys() == model.state_dict().keys()
+
+
+def test_mmengine_load_from_loader_refuses_nan_weights(diverged):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    with pytest.raises(CheckpointError) as info:
+        _load_checkpoint(diverged, map_location='cpu')  # Runner.load_checkpoint uses it
+    assert _names_the_bad_tensor(str(info.value), diverged)
+
+
+def test_test_tool_refuses_nan_weights(diverged, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_tool('test.py').main([DET_CONFIG, diverged]) == 2
+    assert _names_the_bad_tensor(capsys.readouterr().err, diverged)
+
+
+def test_demo_tool_refuses_nan_weights(diverged, tmp_path, capsys):
+    import cv2
+    import numpy as np
+    image = str(tmp_path / 'image.png')
+    cv2.imwrite(image, np.zeros((32, 32, 3), np.uint8))
+    out = tmp_path / 'out.png'
+    assert load_tool('demo.py').main([image, DET_CONFIG, diverged, '--out', str(out)]) == 2
+    assert _names_the_bad_tensor(capsys.readouterr().err, diverged) and not out.exists()
+
+
+def test_train_tool_resume_refuses_nan_weights(diverged, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_tool('train.py').main([DET_CONFIG, '--work-dir', str(tmp_path / 'w'),
+                                       '--resume', diverged]) == 2
+    assert _names_the_bad_tensor(capsys.readouterr().err, diverged)
+
+
+@pytest.mark.slow
+def test_train_tool_load_from_refuses_nan_weights(diverged, tmp_path):
+    """``load_from`` as a user sets it: exit 2 with the file and tensor, nothing trained."""
+    from .helpers import explain, run_tool, write_config
+    root = make_coco(str(tmp_path / 'coco'))
+    config = write_config(str(tmp_path / 'cfg'), 'det', root)
+    work = tmp_path / 'w'
+    proc = run_tool('train.py', config, '--work-dir', str(work), '--cfg-options',
+                    f'load_from={diverged}', cwd=str(tmp_path))
+    assert proc.returncode == 2, explain(proc)
+    assert _names_the_bad_tensor(proc.stderr, diverged), explain(proc)
+    assert 'Traceback' not in proc.output, explain(proc)
+    assert not [n for n in os.listdir(work) if n.endswith('.pth')]
+
+
+# --------------------------------------------------------------------------------------------
 # Checkpoints of another architecture or size
 # --------------------------------------------------------------------------------------------
 FIRST_KEY = "'backbone.downsample_layers.0.conv1.weight': checkpoint (48, 3, 3, 3) vs model " \

@@ -101,6 +101,17 @@ ROWS: List[Row] = [
             'test_test_tool_refuses_a_malicious_pickle',
             'test_demo_tool_refuses_a_malicious_pickle',
             'test_train_tool_resume_refuses_a_malicious_pickle')]),
+    Row('a checkpoint whose weights hold NaN/Inf, given to `tools/test.py`, `tools/demo.py`, '
+        '`load_from`, `tools/train.py --resume` and a backbone `init_cfg` Pretrained',
+        'exit 2 (or an error), one message naming the file and the first bad tensor; nothing '
+        'evaluated, drawn or trained',
+        [R + f'test_checkpoints.py::{t}' for t in (
+            'test_safe_load_refuses_nan_weights_unless_asked',
+            'test_backbone_pretrained_init_refuses_nan_weights',
+            'test_mmengine_load_from_loader_refuses_nan_weights',
+            'test_test_tool_refuses_nan_weights', 'test_demo_tool_refuses_nan_weights',
+            'test_train_tool_resume_refuses_nan_weights',
+            'test_train_tool_load_from_refuses_nan_weights')]),
     Row('a file that is not a checkpoint at all (plain text, an HTML error page, a Git LFS '
         'pointer, random bytes) given to `tools/test.py`, `tools/demo.py`, `tools/train.py '
         '--resume` and a backbone `init_cfg` Pretrained', 'exit 2, one message naming the file '
@@ -158,6 +169,14 @@ ROWS: List[Row] = [
         [R + 'test_bad_data.py::'
          'test_exif_rotated_image_whose_annotations_use_stored_pixels_is_an_error',
          R + 'test_bad_data.py::test_exif_rotated_image_annotated_as_displayed_loads_rotated']),
+    Row('EXIF orientations 2-8 whose loaded size equals the stored size (mirrors, 180°, any '
+        'square image; COCO and ADE20K)', 'error naming the file, the orientation and both '
+        'fixes (ignore the tag, or save the image upright); each fix then loads',
+        [R + 'test_bad_data.py::'
+         'test_exif_orientation_that_keeps_the_size_is_refused_with_both_fixes',
+         R + 'test_bad_data.py::test_exif_image_saved_upright_loads',
+         R + 'test_bad_data.py::'
+         'test_exif_orientation_of_an_image_beside_a_label_map_of_its_size_is_refused']),
     Row('ADE20K label value 200 (uint8) or 300 (16-bit); the same with `validate_labels=False`',
         'error naming the file and the value',
         [R + 'test_bad_data.py::test_label_value_outside_the_class_range_names_file_and_value',
@@ -185,19 +204,38 @@ ROWS: List[Row] = [
          R + 'test_bad_arguments.py::test_distributed_launcher_without_torchrun',
          R + 'test_bad_arguments.py::test_missing_data_says_how_to_get_it',
          R + 'test_bad_arguments.py::test_unknown_choices_and_flags']),
+    Row('`--cfg-options` values of the wrong kind (`train_cfg.max_iters=ten`, '
+        '`batch_size=2.5`, `arch=3`, ...); an arch typo, a misspelled argument, an unknown type '
+        'name; every public constructor walked with bad values', 'exit 2, one line naming the '
+        'key, no traceback',
+        [R + 'test_bad_arguments.py::test_config_values_of_the_wrong_kind_name_the_key',
+         R + 'test_bad_arguments.py::test_unknown_names_in_a_config_name_the_key',
+         R + 'test_bad_values.py::test_every_registered_backbone_is_walked',
+         R + 'test_bad_values.py::test_bad_contract_values_of_every_backbone',
+         R + 'test_bad_values.py::test_bad_values_of_each_family',
+         R + 'test_bad_values.py::test_bad_pretrained_init_cfg',
+         R + 'test_bad_values.py::test_bad_values_of_the_other_registered_modules',
+         R + 'test_bad_values.py::test_train_tool_with_an_arch_typo_prints_one_line']),
+    Row('requests the machine cannot honour: `tools/demo.py --device cuda:0` without CUDA, '
+        '`--amp` on a CPU (flag or config), a CUDA-only scan backend chosen by the environment '
+        'or the config', 'exit 2, one line, when the model is built (not at its first forward '
+        'pass)',
+        [R + 'test_bad_arguments.py::test_a_cuda_device_on_a_machine_without_cuda',
+         R + 'test_bad_arguments.py::test_mixed_precision_on_a_cpu',
+         R + 'test_bad_arguments.py::test_a_scan_backend_that_cannot_run_here',
+         R + 'test_bad_values.py::test_a_scan_backend_from_the_environment_is_checked_at_build']),
     Row('`train_dataloader.batch_size=1` with BatchNorm in a head (UperNet)', 'exit 2 naming the '
         'setting to change',
         [R + 'test_bad_inputs.py::test_batch_size_one_with_batchnorm_in_a_head_names_the_setting']),
-    Row('a clean `tools/train.py` run', 'no warning the user cannot act on (the `pkg_resources` '
-        'deprecation is silenced)',
-        [R + 'test_bad_inputs.py::test_a_clean_run_prints_no_warning_the_user_cannot_act_on']),
+    Row('every tool run as a user runs it (train, test and demo for detection and segmentation, '
+        'get_flops, long_sequence, erf, scaling, make_synthetic)', 'no warning the user cannot '
+        'act on (`pkg_resources`, mmengine\'s `FileClient`/`HardDiskBackend`, mmseg\'s loss and '
+        'metric warnings, the visualiser backend: silenced where they arise)',
+        [R + 'test_bad_inputs.py::test_no_tool_prints_a_warning_the_user_cannot_act_on']),
 ]
 
 #: Known gaps: no test can pass them yet (behaviour, not measurements).
 GAPS = [
-    ('EXIF orientations 2-4 (mirror, 180°) with annotations on the stored pixels', 'error',
-     '**not survived yet**: the size does not change, so it is not detected; boxes are '
-     'misplaced'),
     ('a single-process run that hangs (e.g. a stuck network file system)', 'bounded',
      '**not survived yet**: nothing notices (no watchdog); distributed peers wait for the '
      'collective timeout, 30 min by default'),
