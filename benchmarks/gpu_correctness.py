@@ -10,7 +10,8 @@ Two uses:
 
 - the **preflight** (:data:`PREFLIGHT_CASES`): one tiny forward+backward per risk of the first
   sm_90 compile (size-1 tile axes at N 1, several chunks, the reverse multi-operand
-  ``associative_scan`` of the backward, bf16 inputs), before anything is timed;
+  ``associative_scan`` of the backward, whole 2048-element tiles at ``num_warps=8``, bf16
+  inputs), before anything is timed;
 - the **scan_check** section: small shapes of several chunks, and on CUDA the forward at the full
   VMamba-T stage-1 length.
 """
@@ -36,8 +37,15 @@ def check_case(name: str, batch: int, dim: int, length: int, n_state: int, group
             'tolerance': BF16_TOLERANCE if dtype == 'bf16' else SCAN_TOLERANCE}
 
 
-# L > 128 gives several chunks of the kernels' BLOCK_L (128 at N <= 16).
+# L > 128 gives several chunks of the kernels' BLOCK_L (128 at N <= 16). On a GPU the
+# preflight's cases fill whole 2048-element tiles (BLOCK_D x BLOCK_N x BLOCK_L = 16 x 1 x 128 at
+# N 1, a size-1 state axis; 8 x 4 x 64 at N 4), as VMamba-T's shapes do; the interpreter
+# compiles nothing, so the smoke run keeps the tiles small (6 times faster there).
 PREFLIGHT_CASES: List[Dict[str, Any]] = [
+    check_case('preflight: N1 G4, 2 chunks, fp32', 1, 64, 150, 1, 4, dict(z=False)),
+    check_case('preflight: N4 G2, all options, bf16 inputs', 1, 32, 40, 4, 2, dtype='bf16'),
+]
+SMOKE_PREFLIGHT_CASES: List[Dict[str, Any]] = [
     check_case('preflight: N1 G4, 2 chunks, fp32', 1, 8, 150, 1, 4, dict(z=False)),
     check_case('preflight: N4 G2, all options, bf16 inputs', 1, 8, 40, 4, 2, dtype='bf16'),
 ]
@@ -57,8 +65,10 @@ SMOKE_SCAN_CHECK: List[Dict[str, Any]] = [
 ]
 
 
-def check_plan(smoke: bool) -> List[Dict[str, Any]]:
-    """The scan_check rows of a run."""
+def check_plan(smoke: bool, preflight: bool = False) -> List[Dict[str, Any]]:
+    """The rows of the scan_check section, or of the preflight's Triton step."""
+    if preflight:
+        return [dict(c) for c in (SMOKE_PREFLIGHT_CASES if smoke else PREFLIGHT_CASES)]
     return [dict(c) for c in (SMOKE_SCAN_CHECK if smoke else GPU_SCAN_CHECK)]
 
 

@@ -176,5 +176,5 @@ def verdict(result: Dict[str, Any]) -> Tuple[str, str]:
     why = triton.get('reason') or triton.get('error') or '; '.join(
         f'{r["key"]}: {r.get("error") or r.get("reason") or "max error " + str(r.get("max_error"))}'
         for r in cases if not (r.get('status') == 'ok' and r.get('passed')))
-    return 'degraded', (f'degraded: imports ok, the Triton check failed ({why}); the scan part '
-                        f'is skipped and VMamba runs on the torch scan{warning}')
+    return 'degraded', (f'degraded: imports ok, the Triton check did not pass ({why}); the '
+                        f'scan part is skipped and VMamba runs on the torch scan{warning}')

@@ -52,7 +52,7 @@ for _path in (REPO_ROOT, osp.join(REPO_ROOT, 'benchmarks')):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from gpu_correctness import PREFLIGHT_CASES, check_plan, section_scan_check  # noqa: E402
+from gpu_correctness import check_plan, section_scan_check  # noqa: E402
 from gpu_plumbing import (  # noqa: E402
     PARTS_DIR,
     Suite,
@@ -166,7 +166,7 @@ def make_plan(args: argparse.Namespace, triton_ok: bool = True,
     """Every row the run means to measure, by section (``registry``: the scan backends are
     known, i.e. the package imports)."""
     vmamba_scan = 'triton' if triton_ok and not args.smoke else 'torch'
-    plan = {'preflight': preflight_plan(), 'preflight_triton': [dict(c) for c in PREFLIGHT_CASES],
+    plan = {'preflight': preflight_plan(), 'preflight_triton': check_plan(args.smoke, True),
             'scan_check': check_plan(args.smoke), 'backbones': backbone_plan(args.smoke,
                                                                              vmamba_scan)}
     plan['scan_speed'] = scan_speed_plan(args.device, args.smoke) if registry else []

@@ -94,6 +94,21 @@ def test_interpreted_triton_half_inputs():
 
 
 @interpreted
+@pytest.mark.parametrize('shape,dtype,tol', [((1, 64, 150, 1, 4), torch.float32, 2e-5),
+                                             ((1, 32, 40, 4, 2), torch.bfloat16, 2e-2)],
+                         ids=['N1_full_tiles_fp32', 'N4_full_tiles_bf16'])
+def test_interpreted_triton_on_the_gpu_preflight_shapes(shape, dtype, tol):
+    """The GPU suite's preflight shapes: whole 2048-element tiles (16 x 1 x 128 with a size-1
+    state axis; 8 x 4 x 64), two chunks, bf16 inputs; the reference sees the rounded inputs."""
+    from mambaout_dense.ops.scan_triton import TILE_ELEMS, _blocks
+    block_d, block_n, block_l = _blocks(shape[1], shape[4], shape[3], shape[2])
+    assert block_d * block_n * block_l == TILE_ELEMS
+    x = make_inputs(*shape, z=shape[3] > 1, dtype=dtype)
+    expected = run({k: v.double() for k, v in x.items()}, 'reference')
+    assert_close(run(x, 'triton'), expected, tol)
+
+
+@interpreted
 def test_interpreted_triton_is_listed_for_cpu():
     assert 'triton' in available_backends('cpu')
     assert get_default_backend('cpu') != 'triton'  # never chosen automatically on CPU
