@@ -193,17 +193,23 @@ def run_sections(suite: Suite, part: str, args: argparse.Namespace,
         suite.section(name, fn, plan[name], finish=finish)
 
 
+def child_args(args: argparse.Namespace, bandwidth: Optional[float],
+               triton_ok: bool) -> List[str]:
+    """The options that give a child process this run's settings (its faults included)."""
+    child = ['--device', args.device, '--repeat', str(args.repeat)]
+    child += ['--smoke'] if args.smoke else []
+    child += ['--copy-gb-s', f'{bandwidth / 1e9:.6g}'] if bandwidth else []
+    child += ['--no-triton'] if not triton_ok else []
+    for spec in [f'{section}:{index}' for section, index in args.inject.items()] or ['none']:
+        child += ['--inject-fault', spec]
+    return child
+
+
 def run_part(suite: Suite, part: str, args: argparse.Namespace, budget_s: float,
              bandwidth: Optional[float], triton_ok: bool) -> None:
     """One part with ``budget_s`` seconds: in a child process, or here without ``--isolate``."""
     if args.isolate:
-        child = ['--device', args.device, '--repeat', str(args.repeat)]
-        child += ['--smoke'] if args.smoke else []
-        child += ['--copy-gb-s', f'{bandwidth / 1e9:.6g}'] if bandwidth else []
-        child += ['--no-triton'] if not triton_ok else []
-        for section, index in args.inject.items():
-            child += ['--inject-fault', f'{section}:{index}']
-        run_child(suite, part, PARTS[part], budget_s, child)
+        run_child(suite, part, PARTS[part], budget_s, child_args(args, bandwidth, triton_ok))
         return
     suite.part_deadline = time.time() + budget_s
     try:

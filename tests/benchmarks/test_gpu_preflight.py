@@ -130,3 +130,16 @@ def test_the_suite_puts_the_repository_on_sys_path_itself(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'mmengine' in proc.stdout.split()
+
+
+@pytest.mark.parametrize('argv,inject', [(['--smoke'], {'backbones': -1}),
+                                         (['--smoke', '--inject-fault', 'none'], {}),
+                                         (['--inject-fault', 'scan_speed:2'], {'scan_speed': 2})])
+def test_a_child_process_gets_the_runs_faults_and_settings(argv, inject):
+    args = gpu_suite.parse_args(argv)
+    assert args.inject == inject
+    child = gpu_suite.parse_args(gpu_suite.child_args(args, 3e12, triton_ok=False))
+    assert child.inject == inject and child.smoke == args.smoke and child.no_triton
+    assert child.copy_gb_s == 3000 and child.device == args.device
+    with pytest.raises(SystemExit):
+        gpu_suite.parse_args(['--inject-fault', 'nowhere:1'])

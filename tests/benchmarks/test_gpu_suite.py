@@ -192,3 +192,19 @@ def test_the_suite_exits_non_zero_when_nothing_was_measured(tmp_path, run_suite)
         assert result['sections'][name]['status'] == 'skipped'
         assert result['sections'][name]['reason'] == 'the preflight failed'
     assert result['sections']['preflight']['rows'][0]['status'] == 'ok'  # kept: before it
+
+
+def test_a_run_whose_parent_was_killed_is_completed_from_the_childrens_files(smoke, tmp_path):
+    import shutil
+
+    from gpu_report import load_run, readme_text
+    out = tmp_path / 'run'
+    shutil.copytree(smoke[3], out)
+    result = load(out)
+    del result['sections']['backbones']  # the parent died before merging the last part
+    (out / 'gpu_suite.json').write_text(json.dumps(result))
+    merged = load_run(str(out))
+    assert statuses(merged, 'backbones') == ['ok'] * 7 + ['fault']
+    assert 'MambaOut-T (timm)' in readme_text(merged)
+    with pytest.raises(FileNotFoundError, match='no readable run'):
+        load_run(str(tmp_path / 'absent'))
