@@ -39,9 +39,10 @@ The backend is chosen per call, first match wins:
    when asked for. No timing is involved, so the choice is the same on every machine with the
    same software.
 
-A name that is unknown, unavailable in this process or unable to run on the tensors' device
-raises a :class:`~mambaout_dense.errors.UsageError` (a ``ValueError``) that says where the name
-came from and lists the usable backends.
+A name that is unknown raises a :class:`~mambaout_dense.errors.ConfigError`, one unavailable
+in this process or unable to run on the tensors' device an
+:class:`~mambaout_dense.errors.UnavailableError` (both ``ValueError``); the message says where
+the name came from and lists the usable backends.
 """
 import os
 from types import MappingProxyType
@@ -53,7 +54,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..errors import UsageError
+from ..errors import ConfigError, UnavailableError
 
 ENV_VAR = 'MAMBAOUT_DENSE_SCAN_BACKEND'
 #: Key of :attr:`Backend.priority` that ranks a backend on every device type.
@@ -180,12 +181,12 @@ def available_backends(device: Union[None, str, torch.device] = None) -> List[st
 
 def _check_name(name: str, source: str = '') -> None:
     if name not in _REGISTRY:
-        raise UsageError(f'Unknown selective-scan backend {name!r}{source}; available backends: '
-                         f'{available_backends()}')
+        raise ConfigError(f'Unknown selective-scan backend {name!r}{source}; available '
+                          f'backends: {available_backends()}')
     reason = unavailable_reason(name)
     if reason is not None:
-        raise UsageError(f'Selective-scan backend {name!r}{source} is not available ({reason}); '
-                         f'available backends: {available_backends()}')
+        raise UnavailableError(f'Selective-scan backend {name!r}{source} is not available '
+                               f'({reason}); available backends: {available_backends()}')
 
 
 def set_default_backend(name: Optional[str]) -> None:
@@ -217,14 +218,14 @@ def get_default_backend(device: Union[str, torch.device] = 'cpu') -> str:
         str: Backend name.
 
     Raises:
-        UsageError: When no available backend has a rank for the device type.
+        UnavailableError: When no available backend has a rank for the device type.
     """
     device = torch.device(device)
     for name in available_backends(device):
         if _REGISTRY[name].rank(device) is not None:
             return name
-    raise UsageError(f'No selective-scan backend is chosen automatically for {device.type} '
-                     f'tensors; name one of {available_backends(device)}')
+    raise UnavailableError(f'No selective-scan backend is chosen automatically for '
+                           f'{device.type} tensors; name one of {available_backends(device)}')
 
 
 def _resolve_backend(backend: Optional[str], device: torch.device) -> str:
@@ -237,9 +238,9 @@ def _resolve_backend(backend: Optional[str], device: torch.device) -> str:
         backend = get_default_backend(device)
     _check_name(backend, source)
     if not _REGISTRY[backend].supports(device):
-        raise UsageError(f'Selective-scan backend {backend!r}{source} does not run on '
-                         f'{device.type} tensors; backends for {device.type}: '
-                         f'{available_backends(device)}')
+        raise UnavailableError(f'Selective-scan backend {backend!r}{source} does not run on '
+                               f'{device.type} tensors; backends for {device.type}: '
+                               f'{available_backends(device)}')
     key = (backend, device.type)
     if key not in _REPORTED:
         _REPORTED.add(key)
@@ -453,8 +454,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         or float64 for float64 inputs), as ``mamba_ssm`` does.
 
     Raises:
-        ValueError: On mismatched shapes or groups; :class:`~mambaout_dense.errors.UsageError`
-            (a ``ValueError``) for an unknown or unusable backend.
+        ValueError: On mismatched shapes or groups; ``ConfigError`` / ``UnavailableError``
+            (see :mod:`mambaout_dense.errors`, both ``ValueError``) for an unknown or unusable
+            backend.
     """
     inputs = check_inputs(u, delta, A, B, C, D, z, delta_bias)
     name = _resolve_backend(backend, u.device)

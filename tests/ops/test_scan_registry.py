@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import mambaout_dense.ops.scan as ss
-from mambaout_dense.errors import UsageError
+from mambaout_dense.errors import ConfigError, UnavailableError
 from mambaout_dense.ops import scan_torch, selective_scan
 from mambaout_dense.ops.scan_inputs import random_scan_inputs
 
@@ -75,8 +75,10 @@ def test_an_unavailable_backend_says_why(registry):
     assert ss.unavailable_reason('broken_twin') == 'its library is missing'
     assert 'broken_twin' not in ss.available_backends('cpu')
     assert ss.get_default_backend('cpu') != 'broken_twin'
-    with pytest.raises(UsageError, match=r"'broken_twin' is not available \(its library"):
+    with pytest.raises(UnavailableError, match=r"'broken_twin' is not available \(its library"):
         ss.set_default_backend('broken_twin')
+    with pytest.raises(ConfigError, match="Unknown selective-scan backend 'nope'"):
+        ss.set_default_backend('nope')
 
 
 NEW_BACKEND_TEST = '''
