@@ -41,7 +41,7 @@ from .builder import (
 from .errors import ConfigError, MambaOutDenseError, UnavailableError, UsageError, exit_code
 
 __all__ = [
-    'CfgOptionsAction', 'add_cfg_options', 'apply_cfg_options', 'prepare_config',
+    'doc_parser', 'CfgOptionsAction', 'add_cfg_options', 'apply_cfg_options', 'prepare_config',
     'BackboneTarget', 'load_backbone', 'check_device', 'check_amp', 'default_work_dir',
     'check_work_dir', 'set_work_dir', 'make_runner', 'KNOWN_WARNINGS', 'KNOWN_LOG_MESSAGES',
     'quiet_known_warnings', 'quiet_known_log_messages', 'explain_error', 'run_main'
@@ -49,6 +49,18 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------ config options
+def doc_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser described by a tool's module docstring.
+
+    The first paragraph is the description; the paragraphs after the second (the usage
+    examples and notes) are the epilog, shown as written.
+    """
+    parts = doc.split('\n\n', 2)
+    return argparse.ArgumentParser(description=parts[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=parts[2] if len(parts) > 2 else None)
+
+
 class CfgOptionsAction(DictAction):
     """mmengine's ``DictAction`` whose syntax errors are argparse usage errors (exit 2).
 
@@ -373,6 +385,8 @@ def explain_error(err: BaseException) -> Optional[Tuple[str, int]]:
 def run_main(body: Callable[..., Any], *args: Any) -> int:
     """Run a tool's body; known errors become one ``error: ...`` line on stderr and a code.
 
+    :data:`KNOWN_WARNINGS` are silenced first (the body imports mmdet/mmseg).
+
     Args:
         body (Callable): The tool's work; its return value is returned when it is an int.
         *args: Passed to ``body``.
@@ -382,6 +396,7 @@ def run_main(body: Callable[..., Any], *args: Any) -> int:
         (2 bad input, 1 failed run). Errors that :func:`explain_error` does not know propagate
         with their traceback.
     """
+    quiet_known_warnings()
     try:
         result = body(*args)
     except Exception as err:  # noqa: BLE001 - re-raised below unless explained

@@ -10,8 +10,9 @@ This module imports nothing but the standard library.
 """
 
 __all__ = [
-    'MambaOutDenseError', 'UsageError', 'ConfigError', 'UnavailableError', 'DataError',
-    'CheckpointError', 'DivergenceError', 'EXIT_CODES', 'exit_code'
+    'MambaOutDenseError', 'UsageError', 'ConfigError', 'UnavailableError', 'OutputExistsError',
+    'DataError', 'CheckpointError', 'CheckpointNotFoundError', 'DivergenceError', 'EXIT_CODES',
+    'exit_code'
 ]
 
 
@@ -33,12 +34,21 @@ class UnavailableError(UsageError):
     selective-scan backend whose kernels cannot run in this process."""
 
 
+class OutputExistsError(UsageError, FileExistsError):
+    """An output folder already holds files that would be replaced (pass ``overwrite``)."""
+
+
 class DataError(MambaOutDenseError, FileNotFoundError):
     """A dataset file or folder is missing, unreadable or malformed."""
 
 
 class CheckpointError(MambaOutDenseError, RuntimeError):
     """A checkpoint cannot be used: missing, not a checkpoint, unsafe, or for another model."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint file does not exist (also a ``FileNotFoundError``, as mmengine's loaders
+    raise)."""
 
 
 class DivergenceError(MambaOutDenseError, RuntimeError):

@@ -7,7 +7,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mambaout_dense.cli import add_cfg_options, quiet_known_warnings, run_main
+from mambaout_dense.cli import add_cfg_options, run_main
 
 
 def main(argv=None) -> int:
@@ -19,10 +19,7 @@ def main(argv=None) -> int:
     parser.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
     parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
     add_cfg_options(parser)
-    args = parser.parse_args(argv)
-
-    quiet_known_warnings()
-    return run_main(demo, args)
+    return run_main(demo, parser.parse_args(argv))
 
 
 def demo(args: argparse.Namespace) -> None:

@@ -116,12 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def make(handler: Callable, args: argparse.Namespace) -> None:
-    from mambaout_dense.errors import UsageError
     start = time.perf_counter()
-    try:
-        handler(args)
-    except FileExistsError as err:  # an output folder that already holds images
-        raise UsageError(str(err)) from None
+    handler(args)
     elapsed = time.perf_counter() - start
     total = args.train + args.val
     print(f'wrote {total} {args.size}px images to {osp.abspath(args.out)} in {elapsed:.1f} s '

@@ -10,7 +10,7 @@ import os.path as osp
 import sys
 from typing import Optional
 
-from mambaout_dense.cli import add_cfg_options, quiet_known_warnings, run_main
+from mambaout_dense.cli import add_cfg_options, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -120,9 +120,7 @@ def test(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    quiet_known_warnings()
-    return run_main(test, args)
+    return run_main(test, parse_args(argv))
 
 
 if __name__ == '__main__':

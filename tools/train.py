@@ -16,7 +16,7 @@ import os
 import os.path as osp
 import sys
 
-from mambaout_dense.cli import add_cfg_options, quiet_known_warnings, run_main
+from mambaout_dense.cli import add_cfg_options, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -96,9 +96,7 @@ def train(args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    quiet_known_warnings()
-    return run_main(train, args)
+    return run_main(train, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -28,7 +28,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
     'CheckpointError', 'OpaqueObject', 'safe_load', 'extract_state_dict',
@@ -212,7 +212,7 @@ def _read(path: Union[str, os.PathLike, io.BytesIO], name: str,
         head = path.getvalue()[:1024]
     else:
         if not osp.isfile(name):
-            raise CheckpointError(f'Checkpoint file not found: {name!r}')
+            raise CheckpointNotFoundError(f'Checkpoint file not found: {name!r}')
         if osp.getsize(name) == 0:
             raise CheckpointError(f'Checkpoint file is empty (0 bytes): {name!r}')
         with open(name, 'rb') as f:
@@ -274,8 +274,10 @@ def load_local_checkpoint(filename: str, map_location: Optional[Any] = None) -> 
 
     Installed for mmengine's ``load_from``/``--resume``/``tools/test.py`` paths by
     :mod:`mambaout_dense.safe_io`.
+
+    Raises:
+        CheckpointError: As :func:`safe_load`; a missing file raises
+            :class:`~mambaout_dense.errors.CheckpointNotFoundError`, a ``FileNotFoundError``
+            as mmengine's own local loader raises.
     """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
     return safe_load(filename, map_location=map_location)

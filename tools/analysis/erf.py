@@ -12,13 +12,11 @@ holding 50% / 90% of the gradient mass, in input pixels) into --out.
 import argparse
 import sys
 
-from mambaout_dense.cli import add_cfg_options, run_main
+from mambaout_dense.cli import add_cfg_options, doc_parser, run_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 2)[2])
+    parser = doc_parser(__doc__)
     parser.add_argument('config', metavar='CONFIG',
                         help='a config file (its model.backbone), or FAMILY_ARCH such as '
                         'mambaout_tiny')

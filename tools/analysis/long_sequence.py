@@ -12,13 +12,11 @@ import argparse
 import json
 import sys
 
-from mambaout_dense.cli import add_cfg_options, run_main
+from mambaout_dense.cli import add_cfg_options, doc_parser, run_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 2)[2])
+    parser = doc_parser(__doc__)
     parser.add_argument('target', metavar='CONFIG_OR_BACKBONE',
                         help='a config file, or FAMILY_ARCH: mambaout_tiny, vmamba_tiny, '
                         'hybrid_tiny, ...')

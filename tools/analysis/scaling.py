@@ -14,13 +14,11 @@ import argparse
 import os.path as osp
 import sys
 
-from mambaout_dense.cli import run_main
+from mambaout_dense.cli import doc_parser, run_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 2)[2])
+    parser = doc_parser(__doc__)
     parser.add_argument('--sizes', nargs='+', metavar='SIZE',
                         help='inputs as S (square) or HxW (default: 224 320 512 640 800x1280; '
                         '--quick: 64 96)')

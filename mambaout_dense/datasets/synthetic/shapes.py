@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from ...errors import OutputExistsError
+
 __all__ = [
     'SHAPES', 'TEXTURES', 'random_colour', 'jitter_colour', 'gaussian_noise', 'smooth_field',
     'smooth_curve', 'texture', 'background', 'shape_polygons', 'rasterize', 'blob_polygon',
@@ -383,13 +385,14 @@ def prepare_out_dirs(dirs: list[str], pattern_ext: str, overwrite: bool) -> None
         overwrite (bool): Delete such files already present instead of raising.
 
     Raises:
-        FileExistsError: If a folder holds such files and not ``overwrite``.
+        OutputExistsError: If a folder holds such files and not ``overwrite`` (a
+            ``FileExistsError``).
     """
     for d in dirs:
         os.makedirs(d, exist_ok=True)
         stale = sorted(f for f in os.listdir(d) if f.endswith(pattern_ext))
         if stale and not overwrite:
-            raise FileExistsError(f'{d} already holds {len(stale)} {pattern_ext} files; '
+            raise OutputExistsError(f'{d} already holds {len(stale)} {pattern_ext} files; '
                                   'pass overwrite=True (--overwrite) to replace them')
         for f in stale:
             os.remove(osp.join(d, f))

@@ -149,6 +149,9 @@ class MambaOut(DenseBackbone):
         out_indices, frozen_stages, norm_eval, with_cp, init_cfg: see
             :class:`~mambaout_dense.models.backbones.base.DenseBackbone`.
 
+    Without pretrained weights it is initialised as timm's and the official MambaOut:
+    truncated normal (std 0.02) on every Conv2d and Linear weight, zero biases.
+
     Example:
         >>> model = MambaOut('test').eval()
         >>> [tuple(o.shape) for o in model(torch.rand(1, 3, 64, 64))]
