@@ -73,8 +73,10 @@ def check_scan_backend(owner: str, scan_backend: Optional[str]) -> None:
     else:
         raise ConfigError(f'{owner}: scan_backend must be a backend name or None, got '
                           f'{scan_backend!r}')
+    if name is None:
+        return  # chosen per device at the first call, among the backends that run there
     usable = available_backends()
-    if name is not None and name not in usable:
+    if name not in usable:
         raise UnavailableError(
             f'{owner}: the selective-scan backend {name!r} (from {source}) cannot run here: it '
             f'is unknown, or its kernels are not available in this process (e.g. a CUDA-only '
