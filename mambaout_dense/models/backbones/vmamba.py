@@ -31,6 +31,7 @@ from ...checkpoint.vmamba import convert_vmamba
 from ...errors import ConfigError, UnavailableError
 from ...ops import available_backends, cross_merge, cross_scan, selective_scan
 from ...ops.scan import ENV_VAR as SCAN_BACKEND_ENV_VAR
+from ...ops.scan import registered_backends, unavailable_reason
 from ...registry import MODELS
 from ..layers import DropPath, LayerNorm2d
 from .base import DenseBackbone, check_int, drop_path_rates
@@ -58,9 +59,10 @@ def check_scan_backend(owner: str, scan_backend: Optional[str]) -> None:
         scan_backend (str, optional): The backend asked for, or None.
 
     Raises:
-        ConfigError: ``scan_backend`` is not a string or None.
-        UnavailableError: The name is unknown or its backend cannot run in this process; the
-            message says where the name came from and lists the usable backends.
+        ConfigError: ``scan_backend`` is not a string or None, or names no registered backend.
+        UnavailableError: The backend cannot run in this process (the message gives the reason,
+            e.g. a CUDA-only backend without CUDA). Both messages say where the name came from
+            and list the usable backends.
     """
     if scan_backend is None:
         name = os.environ.get(SCAN_BACKEND_ENV_VAR) or None
@@ -75,12 +77,14 @@ def check_scan_backend(owner: str, scan_backend: Optional[str]) -> None:
                           f'{scan_backend!r}')
     if name is None:
         return  # chosen per device at the first call, among the backends that run there
-    usable = available_backends()
-    if name not in usable:
-        raise UnavailableError(
-            f'{owner}: the selective-scan backend {name!r} (from {source}) cannot run here: it '
-            f'is unknown, or its kernels are not available in this process (e.g. a CUDA-only '
-            f'backend without CUDA). Usable backends: {", ".join(usable)}; {fix}.')
+    usable = f'Usable backends: {", ".join(available_backends())}; {fix}.'
+    if name not in registered_backends():
+        raise ConfigError(f'{owner}: unknown selective-scan backend {name!r} (from {source}). '
+                          + usable)
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise UnavailableError(f'{owner}: the selective-scan backend {name!r} (from {source}) '
+                               f'cannot run here ({reason}). ' + usable)
 
 
 def _norm(dim: int, channels_first: bool) -> nn.Module:
