@@ -14,9 +14,14 @@ tokens of the mixing stage), a LayerNorm and a per-token linear head. The mixers
 - ``hybrid``: the first half of the blocks SS2D, the rest Gated CNN, in the order of
   :class:`~mambaout_dense.models.backbones.hybrid.HybridBackbone`;
 - ``attention``: a pre-norm Transformer block, global multi-head self-attention
-  (:class:`~mambaout_dense.models.layers.GlobalAttention`, no position embedding: the task's cue
-  is unique in the image) + an MLP of matched width; ``window`` uses
-  :class:`~mambaout_dense.models.layers.WindowAttention` instead.
+  (:class:`~mambaout_dense.models.layers.GlobalAttention`) + an MLP of matched width, with a fixed
+  2-D sin-cos position embedding added after the stem (attention alone cannot tell which of two
+  markers is nearer); ``window`` uses :class:`~mambaout_dense.models.layers.WindowAttention`;
+- ``gated_cnn_dilated``: Gated CNN blocks whose depthwise convolutions are dilated 1, f, f², ...
+  (``dilation=f``): the same parameters and FLOPs as ``gated_cnn``, a wider receptive field;
+- ``gated_cnn_gap``: the *shortcut baseline*: Gated CNN blocks, each followed by a global-average-
+  pool branch (``x + Linear(LN(mean over tokens of x))``), so every token sees image-level
+  statistics but nothing selective from beyond its convolutions' field.
 
 :func:`receptive_field` is the theoretical Chebyshev radius, in tokens, through which a token can
 be influenced, and :func:`probe_complexity` counts parameters and FLOPs (one multiply-add = one
@@ -29,17 +34,62 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from ..models.backbones.mambaout import GatedCNNBlock
 from ..models.backbones.vmamba import Mlp, VSSBlock
 from ..models.layers import GlobalAttention, WindowAttention
 
-__all__ = ['MIXERS', 'ProbeNet', 'AttentionBlock', 'ChannelsFirst', 'build_probe',
-           'matched_mlp_hidden', 'block_params', 'receptive_field', 'probe_complexity',
-           'set_ssm_init']
+__all__ = ['MIXERS', 'SHORTCUT_BASELINE', 'POSITIONAL', 'ProbeNet', 'AttentionBlock',
+           'ChannelsFirst', 'GlobalPoolBranch', 'build_probe', 'matched_mlp_hidden',
+           'block_params', 'dilations', 'receptive_field', 'local_field', 'probe_complexity',
+           'set_ssm_init', 'sincos_2d']
 
 #: Mixers the probe can use.
-MIXERS = ('gated_cnn', 'ss2d', 'hybrid', 'attention', 'window')
+MIXERS = ('gated_cnn', 'gated_cnn_dilated', 'ss2d', 'hybrid', 'attention', 'window',
+          'gated_cnn_gap')
+#: The shortcut baseline: the cheapest model that could read image-level statistics.
+SHORTCUT_BASELINE = 'gated_cnn_gap'
+#: Mixers that get a position embedding (attention is otherwise blind to where a token is).
+POSITIONAL = ('attention', 'window')
 LN_EPS = 1e-6
+
+
+def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding (as in MAE, He et al., arXiv 2111.06377).
+
+    Args:
+        h (int): Rows.
+        w (int): Columns.
+        dim (int): Channels, a multiple of 4: sin/cos of the row, then of the column.
+
+    Returns:
+        Tensor: (h, w, dim) float32.
+    """
+    if dim % 4:  # internal invariant: ProbeNet checks its width before it builds one
+        raise ValueError(f'a 2-D sin-cos embedding needs dim % 4 == 0, got {dim}')
+    q = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(q, dtype=torch.float64) / q)
+    ys = torch.arange(h, dtype=torch.float64)[:, None] * omega  # (h, q)
+    xs = torch.arange(w, dtype=torch.float64)[:, None] * omega  # (w, q)
+    emb = torch.cat([ys.sin()[:, None].expand(h, w, q), ys.cos()[:, None].expand(h, w, q),
+                     xs.sin()[None].expand(h, w, q), xs.cos()[None].expand(h, w, q)], -1)
+    return emb.float()
+
+
+class GlobalPoolBranch(nn.Module):
+    """Adds a projection of the image-wide mean to every token, channels-last (B, H, W, C).
+
+    Args:
+        dim (int): Width D.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc(self.norm(x.mean((1, 2), keepdim=True)))  # (B, 1, 1, C) broadcast
 
 
 class ChannelsFirst(nn.Module):
@@ -122,16 +172,25 @@ def matched_mlp_hidden(mixer: str, dim: int, d_state: int = 1, window: int = 7,
         def make(h):
             return AttentionBlock(dim, h, window if mixer == 'window' else None, head_dim)
     else:
-        raise ValueError(f'{mixer!r} has no MLP to match; valid: ss2d, attention, window')
+        raise UsageError(f'{mixer!r} has no MLP to match; valid: ss2d, attention, window')
     base = _count(make(1))
     per_unit = _count(make(2)) - base  # params grow linearly in h: 2 * dim + 1 per unit
     return max(1, 1 + round((target - base) / per_unit))
 
 
+def dilations(mixer: str, depth: int, dilation: int = 2) -> List[int]:
+    """Dilation of each block's depthwise convolution (1 for every non-dilated mixer)."""
+    if mixer == 'gated_cnn_dilated':
+        return [dilation ** i for i in range(depth)]
+    return [1] * depth
+
+
 def _blocks(mixer: str, dim: int, depth: int, d_state: int, window: int, head_dim: int,
-            scan_backend: Optional[str]) -> List[nn.Module]:
-    if mixer == 'gated_cnn':
-        return [GatedCNNBlock(dim) for _ in range(depth)]
+            scan_backend: Optional[str], dilation: int = 2) -> List[nn.Module]:
+    if mixer in ('gated_cnn', 'gated_cnn_dilated'):
+        return [GatedCNNBlock(dim, dilation=f) for f in dilations(mixer, depth, dilation)]
+    if mixer == 'gated_cnn_gap':
+        return [m for _ in range(depth) for m in (GatedCNNBlock(dim), GlobalPoolBranch(dim))]
     if mixer == 'ss2d':
         h = matched_mlp_hidden('ss2d', dim, d_state)
         return [_ss2d_block(dim, h, d_state, scan_backend) for _ in range(depth)]
@@ -144,11 +203,12 @@ def _blocks(mixer: str, dim: int, depth: int, d_state: int, window: int, head_di
         h = matched_mlp_hidden(mixer, dim, window=window, head_dim=head_dim)
         return [AttentionBlock(dim, h, window if mixer == 'window' else None, head_dim)
                 for _ in range(depth)]
-    raise ValueError(f'Unknown mixer {mixer!r}; valid: {", ".join(MIXERS)}')
+    raise UsageError(f'Unknown mixer {mixer!r}; valid: {", ".join(MIXERS)}')
 
 
 class ProbeNet(nn.Module):
-    """Patch stem -> ``depth`` blocks of one mixer -> LayerNorm -> per-token linear head.
+    """Patch stem (+ position embedding for attention) -> ``depth`` blocks of one mixer ->
+    LayerNorm -> per-token linear head.
 
     Args:
         mixer (str): One of :data:`MIXERS`.
@@ -161,23 +221,31 @@ class ProbeNet(nn.Module):
         head_dim (int): Channels per attention head. Defaults to 32.
         scan_backend (str, optional): Backend of the selective scan; None chooses per device.
             Defaults to None.
+        dilation (int): Dilation factor f of ``gated_cnn_dilated`` (block i: f**i). Defaults
+            to 2.
     """
 
     def __init__(self, mixer: str, dim: int = 32, depth: int = 4, patch: int = 4,
                  num_classes: int = 2, d_state: int = 1, window: int = 7, head_dim: int = 32,
-                 scan_backend: Optional[str] = None) -> None:
+                 scan_backend: Optional[str] = None, dilation: int = 2) -> None:
         super().__init__()
+        if mixer in POSITIONAL and dim % 4:
+            raise UsageError(f'the {mixer} probe adds a 2-D sin-cos position embedding, which '
+                             f'needs a width divisible by 4; got dim={dim}')
         self.mixer, self.dim, self.depth, self.patch = mixer, dim, depth, patch
         self.stem = nn.Conv2d(3, dim, patch, stride=patch)
         self.stem_norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.positions = mixer in POSITIONAL
         self.blocks = nn.Sequential(
-            *_blocks(mixer, dim, depth, d_state, window, head_dim, scan_backend))
+            *_blocks(mixer, dim, depth, d_state, window, head_dim, scan_backend, dilation))
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x (Tensor): (B, 3, H, W). Returns: (B, num_classes, H/patch, W/patch) logits."""
         x = self.stem_norm(self.stem(x).permute(0, 2, 3, 1))  # (B, h, w, D)
+        if self.positions:
+            x = x + sincos_2d(x.shape[1], x.shape[2], self.dim).to(x)
         x = self.norm(self.blocks(x))
         return self.head(x).permute(0, 3, 1, 2)  # (B, h, w, K) -> (B, K, h, w)
 
@@ -185,7 +253,7 @@ class ProbeNet(nn.Module):
 def build_probe(mixer: str, **kwargs: Any) -> ProbeNet:
     """:class:`ProbeNet` for ``mixer`` (keyword arguments as its constructor's)."""
     if mixer not in MIXERS:
-        raise ValueError(f'Unknown mixer {mixer!r}; valid: {", ".join(MIXERS)}')
+        raise UsageError(f'Unknown mixer {mixer!r}; valid: {", ".join(MIXERS)}')
     return ProbeNet(mixer, **kwargs)
 
 
@@ -215,36 +283,55 @@ def set_ssm_init(model: nn.Module, dt_min: float = 0.001, dt_max: float = 0.1) -
 
 
 def block_params(model: ProbeNet) -> List[int]:
-    """Parameters of each block of a probe."""
-    return [_count(b) for b in model.blocks]
+    """Parameters of each block of a probe (a pooling branch counts with its Gated CNN block)."""
+    counts: List[int] = []
+    for b in model.blocks:
+        if isinstance(b, GlobalPoolBranch):
+            counts[-1] += _count(b)
+        else:
+            counts.append(_count(b))
+    return counts
 
 
 def receptive_field(mixer: str, depth: int, kernel_size: int = 7,
-                    window: int = 7) -> float:
+                    window: int = 7, dilation: int = 2) -> float:
     """Theoretical receptive-field radius of the probe's blocks, in tokens (Chebyshev).
 
     A token's output can depend on the tokens within this radius of it. The stem's patches do
     not overlap, so they add nothing at token resolution. Gated CNN: ``depth * (k - 1) / 2``;
-    SS2D, the hybrid (it holds SS2D blocks) and global attention: unbounded (``math.inf``);
-    non-shifted window attention never crosses its window: ``window - 1``, reached only between
-    the window's corners.
+    dilated Gated CNN: ``(k - 1) / 2 * (1 + f + ... + f**(depth-1))``; SS2D, the hybrid (it holds
+    SS2D blocks), global attention and the global-pool baseline: unbounded (``math.inf``; the
+    baseline's reach beyond its convolutions is the image mean only); non-shifted window
+    attention never crosses its window: ``window - 1``, reached only between the window's
+    corners.
 
     Args:
         mixer (str): One of :data:`MIXERS`.
         depth (int): Blocks.
         kernel_size (int): Depthwise kernel of the Gated CNN block. Defaults to 7.
         window (int): Window side of the ``window`` mixer. Defaults to 7.
+        dilation (int): Dilation factor of ``gated_cnn_dilated``. Defaults to 2.
 
     Returns:
         float: Radius in tokens, ``math.inf`` for a global mixer.
     """
-    if mixer == 'gated_cnn':
-        return float(depth * (kernel_size // 2))
-    if mixer in ('ss2d', 'hybrid', 'attention'):
+    if mixer in ('gated_cnn', 'gated_cnn_dilated'):
+        return float(sum(dilations(mixer, depth, dilation)) * (kernel_size // 2))
+    if mixer in ('ss2d', 'hybrid', 'attention', 'gated_cnn_gap'):
         return math.inf
     if mixer == 'window':
         return float(window - 1)
-    raise ValueError(f'Unknown mixer {mixer!r}; valid: {", ".join(MIXERS)}')
+    raise UsageError(f'Unknown mixer {mixer!r}; valid: {", ".join(MIXERS)}')
+
+
+def local_field(mixer: str, depth: int, kernel_size: int = 7, window: int = 7,
+                dilation: int = 2) -> float:
+    """Radius within which a probe can tell *where* a token is relative to another: its
+    :func:`receptive_field`, except for the global-pool baseline, whose reach beyond its
+    convolutions is an image-wide mean (the Gated CNN's radius)."""
+    if mixer == 'gated_cnn_gap':
+        return receptive_field('gated_cnn', depth, kernel_size, window)
+    return receptive_field(mixer, depth, kernel_size, window, dilation)
 
 
 def _sdpa_flop_handle(inputs: List[Any], outputs: List[Any]) -> Counter:

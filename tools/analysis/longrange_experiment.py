@@ -1,28 +1,34 @@
 #!/usr/bin/env python
-"""Long-range probe: does an SS2D mixer learn dependencies beyond a Gated CNN's receptive field?
+"""Long-range probe: which token mixer learns a selective dependency beyond a Gated CNN's field?
 
 Tests the long-sequence hypothesis of MambaOut (Yu & Wang, arXiv 2405.07992) against VMamba's SS2D
 (Liu et al., arXiv 2401.10166). The probe network (mambaout_dense.analysis.probe: a 4x4 patch stem
-and DEPTH blocks of width DIM at one stage) differs only in its token mixer: gated_cnn (MambaOut
-block), ss2d (VMamba v2 block), hybrid (SS2D blocks, then Gated CNN blocks) and attention (global
-self-attention), at matched parameters. The task (mambaout_dense.datasets.synthetic.longrange):
-the tokens of a grey target take the colour (red/blue, balanced) of a marker exactly d tokens away.
-Each run trains on half local (d = target side), half d, and is scored on the target tokens of
-held-out sets at both distances; a run below --learned-threshold on the local set is flagged "not
-learned" and left out of the statistics. Cells = mixer x (grid, d) x seed, where (grid, d) covers
-a distance sweep on --d-grid and a far distance on every --l-grids grid (sequence-length axis).
+and DEPTH blocks of width D at one stage) differs only in its token mixer: gated_cnn (MambaOut's
+block), gated_cnn_dilated (the same, dilated: same parameters and FLOPs, a wider field), ss2d
+(VMamba v2 block), hybrid (SS2D, then Gated CNN), attention (global, with 2-D sin-cos positions)
+and the shortcut baseline gated_cnn_gap (Gated CNN + a global-average-pool branch). The task
+(mambaout_dense.datasets.synthetic.longrange): two target-marker pairs per image, one red and one
+blue marker; each target takes the colour of its own marker exactly d tokens away, every other
+marker is farther; so no image-level statistic labels a target. Each run trains on batches half
+at the control distances (3 and 5, inside every field), half at d, and is scored on held-out
+targets drawn for its seed; a run below --learned-threshold at a control is "not learned" and
+left out of the statistics.
 
+Axes (--axes), each changing one variable: d (distance at a fixed grid and width), L (grid at a
+fixed distance and width), D (width at a fixed grid and distance), shortcut (the earlier single-cue
+task, Gated CNN and shortcut baseline only), factorial (every width x grid x distance that fits).
 Every finished cell is appended to WORK_DIR/cells.jsonl; a rerun with the same settings skips the
-cells already there (a killed sweep continues). At the end, WORK_DIR/results.{json,md} and the
+cells already there (a killed sweep continues). At the end WORK_DIR/results.{json,md} and the
 plots are written; tools/analysis/report.py --only longrange copies them into docs/ and README.
 
-    python tools/analysis/longrange_experiment.py                 # the default sweep, 2 processes
-    python tools/analysis/longrange_experiment.py --dry-run       # plan, fields, params, FLOPs
+    python tools/analysis/longrange_experiment.py                   # axes d and L (~40 min)
+    python tools/analysis/longrange_experiment.py --axes D shortcut # the D axis (~25 min)
+    python tools/analysis/longrange_experiment.py --seeds 3 4 5     # three other seeds
+    python tools/analysis/longrange_experiment.py --dry-run         # plan, fields, cost
     python tools/analysis/longrange_experiment.py --preset gpu --work-dir work_dirs/longrange_gpu
-    python tools/analysis/longrange_experiment.py --seeds 5 --iters 1000 --d-grid 32 \\
-        --distances 6 12 18 24 30 --l-grids 8 16 32 64 --device cuda --jobs 4
 """
 import argparse
+import json
 import math
 import os
 import os.path as osp
@@ -32,13 +38,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Dict, List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEFAULT_MIXERS = ('gated_cnn', 'ss2d', 'hybrid', 'attention')
 #: Backbones of the UperNet arm: configs/upernet_longrange_{name}_femto.py.
 UPERNET_BACKBONES = ('mambaout', 'vmamba', 'hybrid')
-#: Preset overrides for a GPU: larger images, more seeds, longer budgets.
+#: Seeds of the reported runs; 100 and 101 were the tuning seeds (docs/longrange.md).
+DEFAULT_SEEDS = (0, 1, 2)
+#: Preset overrides (explicit flags win).
 PRESETS: Dict[str, Dict[str, Any]] = {
-    'gpu': dict(d_grid=32, distances=[6, 9, 14, 20, 30], l_grids=[8, 16, 32, 64],
-                seeds=5, iters=2000, batch=32, device='cuda', jobs=4),
+    'gpu': dict(axes=['d', 'L', 'D', 'shortcut', 'factorial'], l_grids=[16, 20, 24, 32],
+                distances=[9, 12, 16], dims=[32, 48, 64], device='cuda', jobs=8),
 }
 
 
@@ -54,7 +61,8 @@ def _fmt_time(seconds: float) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mambaout_dense.analysis.longrange import ProbeSettings
+    from mambaout_dense.analysis.longrange import DEFAULT_MIXERS, ProbeSettings
+    from mambaout_dense.analysis.longrange.settings import AXES
     from mambaout_dense.analysis.probe import MIXERS
     d = ProbeSettings()
     parser = argparse.ArgumentParser(
@@ -65,24 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help='results (default: %(default)s)')
     g.add_argument('--preset', choices=sorted(PRESETS),
                    help='scale-up defaults (explicit flags win)')
+    g.add_argument('--axes', nargs='+', choices=AXES + ('factorial', ), default=['d', 'L'],
+                   help='axes to run (default: d L)')
     g.add_argument('--mixers', nargs='+', choices=MIXERS, default=list(DEFAULT_MIXERS))
-    g.add_argument('--seeds', type=int, default=3, help='seeds 0..N-1 per cell (default 3)')
-    g.add_argument('--d-grid', type=int, default=12,
-                   help='tokens per side of the distance sweep (default 12: 48-px images)')
-    g.add_argument('--distances', type=int, nargs='+', default=[6, 8, 10],
-                   help='distances of the distance sweep besides the local control, in tokens '
-                   '(default 6 8 10)')
-    g.add_argument('--l-grids', type=int, nargs='+', default=[8, 12, 16],
-                   help='grids of the sequence-length sweep (default 8 12 16)')
-    g.add_argument('--far-fraction', type=float, default=0.875,
-                   help='far distance of an L-sweep grid g: round(FAR_FRACTION * g), at most '
-                   'g - marker (default 0.875)')
+    g.add_argument('--seeds', type=int, nargs='+', default=list(DEFAULT_SEEDS),
+                   help='seeds (default 0 1 2; 100 and 101 were used for tuning)')
+    g.add_argument('--seed-offset', type=int, default=0,
+                   help='added to every seed: --seed-offset 3 runs 3 4 5 (default 0)')
+    g.add_argument('--dim', type=int, default=48, help='width D of the d, L and shortcut axes '
+                   '(default 48, MambaOut-Femto\'s first stage)')
+    g.add_argument('--d-grid', type=int, default=20, help='grid of the d axis (default 20)')
+    g.add_argument('--distances', type=int, nargs='+', default=[9, 12],
+                   help='distances of the d axis besides the controls (default 9 12: just beyond '
+                   'the Gated CNN\'s radius 6 and the dilated one\'s 9)')
+    g.add_argument('--l-grids', type=int, nargs='+', default=[16, 20, 24],
+                   help='grids of the L axis (default 16 20 24: L/(6D) 0.89, 1.39, 2.0 at D 48)')
+    g.add_argument('--l-distance', type=int, default=9,
+                   help='distance of the L, D and shortcut axes (default 9)')
+    g.add_argument('--dims', type=int, nargs='+', default=[32, 48, 64],
+                   help='widths of the D axis (default 32 48 64)')
+    g.add_argument('--dim-grid', type=int, default=16, help='grid of the D axis (default 16)')
+    g.add_argument('--pairs', type=int, default=2, help='target-marker pairs per image')
     g.add_argument('--jobs', type=int, default=2, help='training processes (default 2)')
     g.add_argument('--threads', type=int, default=1, help='torch threads per process (default 1)')
     g.add_argument('--device', default='cpu', help='torch device of the training (default cpu)')
     g.add_argument('--dry-run', action='store_true',
-                   help='print the plan, receptive fields, params and FLOPs, then stop')
-    g.add_argument('--no-complexity', action='store_true', help='skip the FLOP count')
+                   help='print the plan, fields, parameters and cost, then stop')
+    g.add_argument('--no-cost', action='store_true',
+                   help='skip the FLOP count and the latency measurement')
     g.add_argument('--arm', choices=('probe', 'upernet'), default='probe',
                    help='probe: the probe network (default); upernet: Femto-sized UperNet '
                    'backbones through tools/train.py on written data (slow on a CPU)')
@@ -95,92 +113,117 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument('--num-train', type=int, default=2000, help='training images per distance')
     u.add_argument('--num-val', type=int, default=200, help='validation images per distance')
     p = parser.add_argument_group('probe and training (every cell)')
-    p.add_argument('--dim', type=int, default=d.dim, help=f'width D (default {d.dim})')
-    p.add_argument('--depth', type=int, default=d.depth, help=f'blocks (default {d.depth})')
-    p.add_argument('--patch', type=int, default=d.patch, help='pixels per token side')
-    p.add_argument('--target', type=int, default=d.target, help='target side in tokens')
-    p.add_argument('--marker', type=int, default=d.marker, help='marker side in tokens')
+    for name, typ, help_ in (
+            ('depth', int, 'blocks'), ('patch', int, 'pixels per token side'),
+            ('target', int, 'target side in tokens'), ('marker', int, 'marker side in tokens'),
+            ('clearance', int, 'other markers at least d + CLEARANCE from a target'),
+            ('d_state', int, 'SSM state size of SS2D'),
+            ('dt_min', float, 'SS2D initial step, low end'),
+            ('dt_max', float, 'SS2D initial step, high end'),
+            ('dilation', int, 'dilation factor of gated_cnn_dilated'),
+            ('iters', int, 'iterations'), ('batch', int, 'images per iteration'),
+            ('lr', float, 'peak AdamW lr'), ('weight_decay', float, 'AdamW weight decay'),
+            ('warmup', float, 'warm-up fraction'),
+            ('control_fraction', float, 'fraction of each batch at the controls'),
+            ('eval_samples', int, 'held-out images per distance and seed'),
+            ('curve_every', int, 'iterations between learning-curve points'),
+            ('curve_samples', int, 'held-out images per curve point'),
+            ('learned_threshold', float, 'accuracy at every control for a run to count')):
+        default = getattr(d, name)
+        p.add_argument('--' + name.replace('_', '-'), type=typ, default=default,
+                       help=f'{help_} (default {default:g})' if isinstance(default, float)
+                       else f'{help_} (default {default})')
+    p.add_argument('--controls', type=int, nargs='+', default=list(d.controls),
+                   help=f'control distances (default {" ".join(map(str, d.controls))})')
     p.add_argument('--background', choices=('noise', 'clean'), default=d.background)
-    p.add_argument('--d-state', type=int, default=d.d_state, help='SSM state size of SS2D')
-    p.add_argument('--dt-min', type=float, default=d.dt_min, help='SS2D initial step, low end')
-    p.add_argument('--dt-max', type=float, default=d.dt_max, help='SS2D initial step, high end')
-    p.add_argument('--iters', type=int, default=d.iters, help=f'iterations (default {d.iters})')
-    p.add_argument('--batch', type=int, default=d.batch, help=f'batch (default {d.batch})')
-    p.add_argument('--lr', type=float, default=d.lr, help=f'peak AdamW lr (default {d.lr:g})')
-    p.add_argument('--weight-decay', type=float, default=d.weight_decay)
-    p.add_argument('--warmup', type=float, default=d.warmup, help='warm-up fraction')
-    p.add_argument('--local-fraction', type=float, default=d.local_fraction,
-                   help='fraction of each batch at the local distance (default 0.5)')
-    p.add_argument('--curriculum', type=float, default=d.curriculum,
-                   help='fraction of the iterations over which the far distance ramps up from '
-                   'the local one (default 0: none)')
-    p.add_argument('--eval-samples', type=int, default=d.eval_samples)
-    p.add_argument('--learned-threshold', type=float, default=d.learned_threshold,
-                   help='local accuracy a run must reach to count (default 0.9)')
     p.add_argument('--scan-backend', help='selective-scan backend (default: per device)')
     return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.preset:  # preset values replace defaults, not flags given on the command line
         given = {a.dest for a in parser._actions
-                 if any(opt in (argv if argv is not None else sys.argv[1:])
-                        or any(x.startswith(opt + '=') for x in
-                               (argv if argv is not None else sys.argv[1:]))
+                 if any(x == opt or x.startswith(opt + '=') for x in argv
                         for opt in a.option_strings)}
         for k, v in PRESETS[args.preset].items():
             if k not in given:
                 setattr(args, k, v)
+    args.seeds = [s + args.seed_offset for s in args.seeds]
     return args
 
 
 def settings_from(args: argparse.Namespace):
+    import dataclasses
+
     from mambaout_dense.analysis.longrange import ProbeSettings
-    return ProbeSettings(dim=args.dim, depth=args.depth, patch=args.patch, target=args.target,
-                         marker=args.marker, background=args.background, d_state=args.d_state,
-                         dt_min=args.dt_min, dt_max=args.dt_max, iters=args.iters,
-                         batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
-                         warmup=args.warmup, local_fraction=args.local_fraction,
-                         curriculum=args.curriculum, eval_samples=args.eval_samples,
-                         learned_threshold=args.learned_threshold,
-                         scan_backend=args.scan_backend)
+    names = {f.name for f in dataclasses.fields(ProbeSettings)}
+    return ProbeSettings(**{k: (tuple(v) if k == 'controls' else v) for k, v in vars(args).items()
+                            if k in names})
 
 
 def plan_from(args: argparse.Namespace):
     from mambaout_dense.analysis.longrange import SweepPlan
-    return SweepPlan(mixers=args.mixers, seeds=list(range(args.seeds)), d_grid=args.d_grid,
-                     distances=args.distances, l_grids=args.l_grids,
-                     far_fraction=args.far_fraction, target=args.target, marker=args.marker)
+    return SweepPlan(mixers=args.mixers, seeds=args.seeds, axes=args.axes, dim=args.dim,
+                     d_grid=args.d_grid, distances=args.distances, l_grids=args.l_grids,
+                     l_distance=args.l_distance, dims=args.dims, dim_grid=args.dim_grid,
+                     pairs=args.pairs, target=args.target, marker=args.marker)
 
 
-def complexity(settings, plan, grids: List[int], flops: bool) -> Dict[str, Any]:
-    """Params (and FLOPs per image at each grid) of every mixer's probe."""
+def local_fields(settings, mixers) -> Dict[str, Optional[float]]:
+    """Radius (tokens) within which each mixer resolves positions; None: global."""
+    from mambaout_dense.analysis.probe import local_field
+    out = {}
+    for m in mixers:
+        r = local_field(m, settings.depth, dilation=settings.dilation)
+        out[m] = r if math.isfinite(r) else None
+    return out
+
+
+def cost_of(settings, cells, work_dir: str, device: str, flops: bool) -> Dict[str, Any]:
+    """Params, FLOPs and latency per (mixer, D, grid), cached in WORK_DIR/cost.json."""
     import torch
 
-    from mambaout_dense.analysis.probe import complexity_table, receptive_field
-    kw = dict(dim=settings.dim, depth=settings.depth, patch=settings.patch,
-              d_state=settings.d_state)
-    out: Dict[str, Any] = dict(receptive_field={m: receptive_field(m, settings.depth)
-                                                for m in plan.mixers}, rows=[])
-    if not flops:
-        from mambaout_dense.analysis.probe import ProbeNet
-        ref = sum(p.numel() for p in ProbeNet('gated_cnn', **kw).parameters())
-        for m in plan.mixers:
-            n = sum(p.numel() for p in ProbeNet(m, **kw).parameters())
-            out['rows'].append(dict(mixer=m, params=n, params_vs_gated=n / ref - 1.0))
-        return out
-    torch.set_num_threads(1)
-    by_mixer: Dict[str, Dict[str, Any]] = {}
-    for g in grids:
-        for row in complexity_table(plan.mixers, g, **kw):
-            r = by_mixer.setdefault(row['mixer'], dict(mixer=row['mixer'], params=row['params'],
-                                                       params_vs_gated=row['params_vs_gated'],
-                                                       flops={}))
-            r['flops'][str(g)] = row['flops']
-    out['rows'] = list(by_mixer.values())
-    return out
+    from mambaout_dense.analysis.longrange import measure_cost
+    from mambaout_dense.analysis.measure import environment
+    path = osp.join(work_dir, 'cost.json')
+    key = dict(depth=settings.depth, patch=settings.patch, d_state=settings.d_state,
+               dilation=settings.dilation, device=device, flops=flops)
+    cache = {}
+    if osp.isfile(path):
+        with open(path) as f:
+            stored = json.load(f)
+        if stored.get('key') == key:
+            cache = {tuple(json.loads(k)): v for k, v in stored['rows'].items()}
+            env = stored.get('environment')
+    configs = sorted({(c.mixer, c.dim, c.grid) for c in cells})
+    todo = [c for c in configs if tuple(c) not in cache]
+    if todo:
+        torch.set_num_threads(1)
+        log(f'[longrange] measuring the cost of {len(todo)} configurations (1 thread, '
+            f'{device})')
+        cache.update({tuple(k): v for k, v in measure_cost(settings, todo, device,
+                                                           flops=flops).items()})
+        env = environment(device)
+        from mambaout_dense.analysis.tables import write_json
+        write_json(path, dict(key=key, environment=env,
+                              rows={json.dumps(list(k)): v for k, v in cache.items()}))
+    rows = [dict(mixer=m, dim=D, grid=g, **cache[(m, D, g)]) for m, D, g in configs]
+    return dict(rows=rows, environment=env if configs else None)
+
+
+def cost_markdown(rows: List[Dict[str, Any]], fields: Dict[str, Optional[float]]) -> str:
+    lines = ['| mixer | D | grid | field | params | MFLOPs / image | latency ms / image |',
+             '|---|---|---|---|---|---|---|']
+    for r in rows:
+        f = fields.get(r['mixer'])
+        field = 'global' if f is None else f'{f:g}'
+        flops = '' if r.get('flops') is None else f"{r['flops'] / 1e6:.1f}"
+        lines.append(f"| {r['mixer']} | {r['dim']} | {r['grid']} | {field} | {r['params']:,} | "
+                     f"{flops} | {r['latency_ms']:.2f} |")
+    return '\n'.join(lines)
 
 
 class Eta:
@@ -190,60 +233,63 @@ class Eta:
         self.done: Dict[tuple, List[float]] = {}
 
     def add(self, rec: Dict[str, Any]) -> None:
-        self.done.setdefault((rec['mixer'], rec['grid']), []).append(
+        self.done.setdefault((rec['mixer'], rec['dim'], rec['grid']), []).append(
             rec['train_s'] + rec['eval_s'])
 
     def predict(self, cell) -> float:
-        key = (cell.mixer, cell.grid)
+        key = (cell.mixer, cell.dim, cell.grid)
         if key in self.done:
             return sum(self.done[key]) / len(self.done[key])
-        same_mixer = [(g, sum(v) / len(v)) for (m, g), v in self.done.items() if m == cell.mixer]
-        pool = same_mixer or [(g, sum(v) / len(v)) for (m, g), v in self.done.items()]
+        pool = [(k, sum(v) / len(v)) for k, v in self.done.items() if k[0] == cell.mixer] or \
+            [(k, sum(v) / len(v)) for k, v in self.done.items()]
         if not pool:
             return math.nan
-        # nearest measured grid, scaled linearly in tokens
-        g, secs = min(pool, key=lambda p: abs(p[0] - cell.grid))
-        return secs * cell.grid**2 / g**2
+        # nearest measured configuration, scaled linearly in tokens and width
+        (m, dim, g), secs = min(pool, key=lambda p: abs(p[0][2] - cell.grid)
+                                + abs(p[0][1] - cell.dim) / 16)
+        return secs * cell.grid**2 / g**2 * cell.dim / dim
 
 
 def write_results(work_dir: str, settings, plan, records: List[Dict[str, Any]],
-                  cx: Dict[str, Any], wall_s: float, cells_run: int, argv: List[str]) -> str:
+                  cost: Dict[str, Any], fields, wall_s: float, cells_run: int,
+                  argv: List[str]) -> str:
     """results.json, results.md and the plots of the records so far; returns the md path.
 
     ``sessions`` lists every invocation that trained cells for these settings (command, cells,
-    wall time), carried over from an earlier results.json of the same settings.
+    wall time, provenance), carried over from an earlier results.json of the same settings.
     """
-    import json
-
     from mambaout_dense.analysis import longrange as lr
-    from mambaout_dense.analysis.measure import environment
     from mambaout_dense.analysis.tables import write_json, write_text
     command = ' '.join(['python tools/analysis/longrange_experiment.py', *argv])
     sessions: List[Dict[str, Any]] = []
+    plan_points: Dict[str, Any] = {}
+    prev_planned: List[str] = []
     path = osp.join(work_dir, 'results.json')
     if osp.isfile(path):
         with open(path) as f:
             prev = json.load(f)
         if prev.get('settings_key') == settings.key():
             sessions = prev.get('sessions', [])
+            plan_points = prev.get('plan', {}).get('points', {})
+            prev_planned = prev.get('planned_cells', [])
     if cells_run:
         sessions.append(dict(command=command, cells_run=cells_run, wall_s=wall_s,
-                             environment=environment()))
-    rf = cx['receptive_field']
-    far = {g: plan.far_distance(g) for g in plan.l_grids}
-    res = dict(settings=settings.to_dict(), settings_key=settings.key(),
-               plan=dict(mixers=list(plan.mixers), seeds=list(plan.seeds), d_grid=plan.d_grid,
-                         distances=list(plan.distances), l_grids=list(plan.l_grids),
-                         far_fraction=plan.far_fraction, far_by_grid=far),
-               receptive_field={m: (v if math.isfinite(v) else None) for m, v in rf.items()},
-               complexity=cx['rows'], cells_planned=len(plan.cells()), records=records,
-               summary=lr.summarise(records), sessions=sessions, environment=environment(),
-               command=sessions[-1]['command'] if sessions else command)
-    write_json(osp.join(work_dir, 'results.json'), res)
-    text = lr.render_markdown(res)
-    write_text(osp.join(work_dir, 'results.md'), text)
+                             provenance=lr.provenance()))
+    plan_d = plan.to_dict()
+    # the axes of earlier sessions stay in the plan, so their tables remain
+    points = {**plan_points, **plan_d['points']}
+    plan_d['points'] = points
+    plan_d['axes'] = list(points)
+    planned = sorted(set(prev_planned) | {c.key() for c in plan.cells()})
+    res = dict(settings=settings.to_dict(), settings_key=settings.key(), plan=plan_d,
+               fields=fields, cost=cost['rows'], cost_environment=cost['environment'],
+               planned_cells=planned, cells_planned=len(planned), records=records,
+               summary=lr.summarise(records), sessions=sessions, provenance=lr.provenance(),
+               command=command)
+    write_json(path, res)
+    write_text(osp.join(work_dir, 'results.md'), lr.render_markdown(res))
     if records:
-        lr.plot_results(records, settings, plan.d_grid, far, rf, work_dir)
+        lr.plot_results(res, work_dir)
     return osp.join(work_dir, 'results.md')
 
 
@@ -286,7 +332,7 @@ def run_upernet_arm(args: argparse.Namespace, argv: List[str]) -> int:
     key = f'upernet-s{args.size}-i{args.iters}-b{args.batch}-n{args.num_train}-{args.num_val}'
     store = lr.ResultStore(osp.join(work_dir, 'upernet_cells.jsonl'))
     done = store.load(key)
-    cells = [(b, d, s) for s in range(args.seeds) for d in distances for b in args.backbones]
+    cells = [(b, d, s) for s in args.seeds for d in distances for b in args.backbones]
     todo = [c for c in cells if f'upernet/{c[0]}/d{c[1]}/s{c[2]}' not in done]
     log(f'[longrange] UperNet arm: {len(cells)} cells, {len(done)} done, {len(todo)} to run '
         f'({args.size}-px images = {grid}x{grid} stride-4 tokens; d = {distances})')
@@ -324,9 +370,14 @@ def run_upernet_arm(args: argparse.Namespace, argv: List[str]) -> int:
     for r in recs:  # a run counts when the local run of its backbone and seed learned
         r['acc_local'] = by_local.get((r['mixer'], r['seed']), math.nan)
         r['learned'] = bool(r['acc_local'] >= args.learned_threshold)
-    rows = lr.summarise(recs)
+    rows = []
+    for key_ in sorted({(r['mixer'], r['distance']) for r in recs}):
+        rs = [r for r in recs if (r['mixer'], r['distance']) == key_]
+        ok = [r for r in rs if r['learned']]
+        rows.append(dict(mixer=key_[0], distance=key_[1], runs=len(rs), learned=len(ok),
+                         acc=lr.mean_std_ci([r['acc'] for r in ok])))
     lines = ['| backbone | d (stride-4 tokens) | accuracy (learned/runs) |', '|---|---|---|']
-    for r in sorted(rows, key=lambda r: (r['mixer'], r['distance'])):
+    for r in rows:
         acc = r['acc']
         text = 'n/a' if not acc['n'] else f"{acc['mean']:.2f}" + (
             f" ± {acc['std']:.2f}" if acc['n'] > 1 else '')
@@ -334,7 +385,7 @@ def run_upernet_arm(args: argparse.Namespace, argv: List[str]) -> int:
     table = '\n'.join(lines) if recs else 'no finished cells'
     write_json(osp.join(work_dir, 'upernet_results.json'), dict(
         key=key, size=args.size, distances=distances, records=recs,
-        summary=lr.summarise(recs), command='python tools/analysis/longrange_experiment.py '
+        summary=rows, command='python tools/analysis/longrange_experiment.py '
         + ' '.join(argv)))
     write_text(osp.join(work_dir, 'upernet_results.md'),
                f'UperNet arm: accuracy on the target pixels (aAcc), mean ± std over seeds whose '
@@ -343,51 +394,51 @@ def run_upernet_arm(args: argparse.Namespace, argv: List[str]) -> int:
     return 0 if len(recs) == len(cells) else 1
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    if args.arm == 'upernet':
-        return run_upernet_arm(args, argv)
+def run_probe(args: argparse.Namespace, argv: List[str]) -> int:
+    """The probe arm: plan, cost, training pool with progress and ETA, results."""
     from mambaout_dense.analysis import longrange as lr
     from mambaout_dense.errors import UsageError
-    settings = settings_from(args)
-    plan = plan_from(args)
     try:
+        settings = settings_from(args)
+        plan = plan_from(args)
         cells = plan.cells()
-    except ValueError as err:
+    except UsageError as err:
         log(f'error: {err}')
         return 2
-    if args.jobs < 1 or args.seeds < 1:
-        log('error: --jobs and --seeds must be >= 1')
+    if args.jobs < 1 or not args.seeds:
+        log('error: --jobs must be >= 1 and --seeds must name at least one seed')
         return 2
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     store = lr.ResultStore(osp.join(work_dir, 'cells.jsonl'))
     done = store.load(settings.key())
     todo = [c for c in cells if c.key() not in done]
-    grids = sorted({c.grid for c in cells})
-    log(f'[longrange] {len(cells)} cells ({len(plan.mixers)} mixers x '
-        f'{len(plan.grid_distances())} (grid, d) x {len(plan.seeds)} seeds), {len(done)} done in '
-        f'{store.path}, {len(todo)} to run; settings {settings.key()}')
-    try:
-        cx = complexity(settings, plan, grids, flops=not args.no_complexity)
-    except UsageError as err:
-        log(f'error: {err}')
-        return 2
-    log('[longrange] receptive fields, parameters and FLOPs:\n'
-        + lr.complexity_markdown(cx, settings.dim))
-    log('[longrange] (grid, d): ' + ', '.join(
-        f'({g}, {d}{"*" if d > cx["receptive_field"].get("gated_cnn", math.inf) else ""})'
-        for g, d in plan.grid_distances()) + '   (* beyond the Gated-CNN radius)')
+    points = plan.points()
+    log(f'[longrange] axes {", ".join(points)}: {len(cells)} cells ('
+        + ', '.join(f'{a}: {len(p)} point(s)' for a, p in points.items())
+        + f'; seeds {" ".join(map(str, plan.seeds))}), {len(done)} done in {store.path}, '
+        f'{len(todo)} to run; settings {settings.key()}')
+    mixers = list(dict.fromkeys([*plan.mixers, *plan.shortcut_mixers]))
+    fields = local_fields(settings, mixers)
+    if args.no_cost:
+        cost = dict(rows=[], environment=None)
+    else:
+        cost = cost_of(settings, cells, work_dir, args.device, flops=True)
+        log('[longrange] fields (radius in tokens), parameters, FLOPs and latency:\n'
+            + cost_markdown(cost['rows'], fields))
     if args.dry_run:
+        for axis, pts in points.items():
+            log(f'[longrange] axis {axis}: ' + ', '.join(
+                f'(D {D}, grid {g}, L {g * g}, L/6D {g * g / (6 * D):.2f}, d {d}, {p} pair(s))'
+                for D, g, d, p in pts))
         return 0
 
-    records = [r for c in cells for r in [done.get(c.key())] if r is not None]
+    records = [r for r in done.values()]
     eta = Eta()
     for r in records:
         eta.add(r)
     start = time.perf_counter()
-    n_total = len(cells)
+    n_total = len(records) + len(todo)
     if todo:
         payload = settings.to_dict()
         import multiprocessing as mp
@@ -402,8 +453,8 @@ def main(argv=None) -> int:
                 while queue and len(pending) < args.jobs:
                     c = queue.pop(0)
                     fut = pool.submit(lr.run_cell_job, payload,
-                                      (c.mixer, c.grid, c.distance, c.seed), args.threads,
-                                      args.device)
+                                      (c.mixer, c.dim, c.grid, c.distance, c.pairs, c.seed),
+                                      args.threads, args.device)
                     pending[fut] = (c, time.perf_counter())
 
             submit()
@@ -423,12 +474,13 @@ def main(argv=None) -> int:
                     eta.add(rec)
                     left = sum(eta.predict(x) for x in queue) + sum(
                         max(0.0, eta.predict(x) - (now - t)) for x, t in pending.values())
-                    elapsed = now - start
-                    log(f"[longrange] [{len(records)}/{n_total}] {c.key()}: acc "
-                        f"{rec['acc']:.3f} (local {rec['acc_local']:.3f}"
-                        f"{'' if rec['learned'] else ', NOT LEARNED'}) "
+                    log(f"[longrange] [{len(records)}/{n_total}] {c.key()}: acc at d "
+                        f"{rec['acc']:.3f} (controls "
+                        + ', '.join(f"{rec['acc_by_distance'][str(d)]:.3f}"
+                                    for d in rec['controls'])
+                        + f"{'' if rec['learned'] else ', NOT LEARNED'}) "
                         f"{rec['train_s']:.0f}+{rec['eval_s']:.0f} s, "
-                        f"{rec['s_per_iter']:.3f} s/it | elapsed {_fmt_time(elapsed)}, ETA "
+                        f"{rec['s_per_iter']:.3f} s/it | elapsed {_fmt_time(now - start)}, ETA "
                         f"{_fmt_time(left / max(1, min(args.jobs, len(queue) + len(pending))))}")
                 submit()
                 if not finished and now - last_beat >= 60:
@@ -437,12 +489,32 @@ def main(argv=None) -> int:
                                         for c, t in pending.values())
                     log(f'[longrange] running: {running}; elapsed {_fmt_time(now - start)}')
     wall = time.perf_counter() - start
-    md = write_results(work_dir, settings, plan, records, cx, wall, len(records) - len(done),
-                       argv)
-    log(f'[longrange] {len(records)}/{n_total} cells; wrote {md}, results.json and the plots '
-        f'in {work_dir} ({_fmt_time(wall)} this session)')
+    # every finished cell of these settings, also those of axes run by earlier commands
+    records = list(store.load(settings.key()).values())
+    all_cells = {c.key() for c in cells}
+    md = write_results(work_dir, settings, plan, records, cost_of(
+        settings, [lr.Cell(r['mixer'], r['dim'], r['grid'], r['distance'], r['pairs'], r['seed'])
+                   for r in records], work_dir, args.device, flops=True)
+        if not args.no_cost else cost, fields_for(settings, records, fields), wall,
+        sum(1 for r in records if r['cell'] in all_cells and r['cell'] not in done), argv)
+    finished = sum(1 for r in records if r['cell'] in all_cells)
+    log(f'[longrange] {finished}/{len(cells)} cells of this plan; wrote {md}, results.json and '
+        f'the plots in {work_dir} ({_fmt_time(wall)} this session)')
     print(open(md).read())
-    return 0 if len(records) == n_total else 1
+    return 0 if finished == len(cells) else 1
+
+
+def fields_for(settings, records, fields) -> Dict[str, Optional[float]]:
+    """The fields of every mixer in the records (earlier axes may hold other mixers)."""
+    return {**local_fields(settings, {r['mixer'] for r in records}), **fields}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.arm == 'upernet':
+        return run_upernet_arm(args, argv)
+    return run_probe(args, argv)
 
 
 if __name__ == '__main__':
