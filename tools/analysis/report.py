@@ -208,9 +208,9 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
     docs/longrange/results.json is used, so the docs and the README can be regenerated from the
     repository alone.
     """
-    import math
-
     from mambaout_dense.analysis import longrange as lr
+    from mambaout_dense.analysis.longrange.report import axis_tables, cost_table, shortcut_table
+    from mambaout_dense.analysis.longrange.verdict import Index
     from mambaout_dense.analysis.tables import write_json, write_text
     out = osp.join(docs, LONGRANGE_DOCS)
     stored = osp.join(out, 'results.json')
@@ -218,20 +218,17 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
     if not osp.isfile(source):
         write_text(osp.join(out, 'results.md'),
                    f'# Long-range probe: results\n\n{GENERATED}\n\nNot run yet ({results} is '
-                   'missing). Run `python tools/analysis/longrange_experiment.py` (about 40 min '
-                   'on a 2-core CPU), then `python tools/analysis/report.py --only longrange`.\n')
+                   'missing). Run `python tools/analysis/longrange_experiment.py`, then '
+                   '`python tools/analysis/report.py --only longrange`.\n')
         return dict(table=None)
     with open(source) as f:
         res = json.load(f)
     if osp.abspath(source) != osp.abspath(stored):
         write_json(stored, res)
-    settings = lr.ProbeSettings(**res['settings'])
-    rf = {m: (math.inf if v is None else v) for m, v in res['receptive_field'].items()}
+    settings = lr.ProbeSettings.from_dict(res['settings'])
     records = res['records']
-    far = {int(g): d for g, d in res['plan']['far_by_grid'].items()}
-    plots = lr.plot_results(records, settings, res['plan']['d_grid'], far, rf, out) \
-        if records else []
-    complete = len(records) == res['cells_planned']
+    plots = lr.plot_results(res, out) if records else []
+    complete = len(records) >= res['cells_planned']
     smoke = settings.iters < 100 or settings.eval_samples < 64
     note = ''
     if smoke:
@@ -239,21 +236,19 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
                 'end to end, they measure nothing).\n\n')
     elif not complete:
         note = (f'**Incomplete**: {len(records)} of {res["cells_planned"]} cells; rerun the '
-                'command below to finish (finished cells are kept).\n\n')
-    body = lr.render_markdown(res)
+                'commands below to finish (finished cells are kept).\n\n')
     write_text(osp.join(out, 'results.md'),
                f'# Long-range probe: results\n\n{GENERATED}\n\n{note}Design and reasoning: '
-               '[../longrange.md](../longrange.md).\n\n' + body
+               '[../longrange.md](../longrange.md).\n\n' + lr.render_markdown(res)
                + ''.join(f'\n![{osp.basename(p)}]({osp.basename(p)})\n' for p in plots))
-    table = lr.results_markdown(records, settings, rf) if records else None
-    lines = lr.verdict(records, settings, res['plan']['d_grid'], rf, far) if records else []
-    return dict(table=table, verdict=lines, smoke=smoke, complete=complete,
-                command=res['command'], settings=settings,
-                complexity=lr.complexity_markdown(dict(receptive_field=rf,
-                                                       rows=res['complexity']), settings.dim),
-                plots=[osp.basename(p) for p in plots], sessions=res.get('sessions', []),
-                environment=res.get('environment'), done=len(records),
-                planned=res['cells_planned'])
+    if not records:
+        return dict(table=None)
+    ix = Index(res)
+    return dict(table=axis_tables(ix, settings), shortcut=shortcut_table(ix),
+                cost=cost_table(ix), verdict=lr.verdict(res, settings), smoke=smoke,
+                complete=complete, settings=settings, plots=[osp.basename(p) for p in plots],
+                sessions=res.get('sessions', []), done=len(records),
+                planned=res['cells_planned'], seeds=res['plan']['seeds'])
 
 
 # ----------------------------------------------------------------------------- README
@@ -314,7 +309,7 @@ def _wrap(block: str) -> str:
 
 
 def longrange_readme(lr: Dict[str, Any]) -> List[str]:
-    """README blocks of the long-range probe: design, table with gaps, verdict, command."""
+    """README blocks of the long-range probe: task, axis tables, cost, verdict, commands."""
     if not lr.get('table'):
         return ['The long-range probe (`tools/analysis/longrange_experiment.py`) has not been run '
                 'yet; see [docs/longrange.md](docs/longrange.md).', '']
@@ -324,33 +319,38 @@ def longrange_readme(lr: Dict[str, Any]) -> List[str]:
         status = ' **Smoke run: these numbers measure nothing.**'
     elif not lr.get('complete'):
         status = f' **Incomplete: {lr["done"]} of {lr["planned"]} cells.**'
-    out = ['### Long-range probe: does SS2D learn what lies beyond a Gated CNN\'s field?', '',
-           f'A probe network (4x4 patch stem, {s.depth} blocks of width D = {s.dim} at one stage) '
-           'differs only in its token mixer, at matched parameters. Its task: the tokens of a '
-           'grey target take the colour (red/blue, balanced) of a marker exactly d tokens away '
-           f'(Chebyshev, farthest target token); each run trains {s.iters} iterations of batch '
-           f'{s.batch}, half at the local distance d = {s.local_distance} (the control) and half '
-           'at d, and is scored on held-out target tokens (chance 0.5). Runs below '
-           f'{s.learned_threshold:g} on the local control are flagged not learned and left out. '
-           f'Design and reasoning: [docs/longrange.md](docs/longrange.md); all numbers: '
+    out = ['### Long-range probe: which mixer learns a selective dependency beyond a Gated CNN\'s '
+           'field?', '',
+           f'A probe network ({s.patch}x{s.patch} patch stem, {s.depth} blocks of width D at one '
+           'stage) differs only in its token mixer, at matched parameters. Its task holds two '
+           'target-marker pairs per image, one red and one blue marker; each target takes the '
+           'colour of its own marker exactly d tokens away and the other marker is farther, so '
+           'no image-level statistic labels a target (the shortcut baseline `gated_cnn_gap`, a '
+           'Gated CNN with global-average-pool branches, is in every table). Each run trains '
+           f'{s.iters} iterations of batch {s.batch}, half at the controls d = '
+           f'{", ".join(map(str, s.controls))}, half at d; runs below '
+           f'{s.learned_threshold:g} at a control are flagged not learned and left out. Seeds '
+           f'{", ".join(map(str, lr["seeds"]))}, never used for tuning. Accuracy: mean ± std '
+           '[95% interval] over learned seeds (learned/runs); chance 0.5. Design: '
+           '[docs/longrange.md](docs/longrange.md); every run, curve and commit: '
            f'[docs/longrange/results.md](docs/longrange/results.md).{status}', '',
-           lr['complexity'], '',
-           'Accuracy at d, mean ± std over learned seeds (learned/runs), and the gap of each '
-           'mixer to Gated CNN paired by seed with its 95% interval:', '',
-           lr['table'], '', 'Verdict (generated from the numbers):', '']
+           *lr['table']]
+    if lr.get('shortcut'):
+        out += ['Shortcut axis: the earlier single-cue task beside this one:', '', lr['shortcut'],
+                '']
+    if lr.get('cost'):
+        out += ['Accuracy against cost (FLOPs counted with the scan and attention handles; '
+                'latency: forward per image, batch 16, 1 CPU thread):', '', lr['cost'], '']
+    out += ['Verdict (generated from the numbers):', '']
     out += [f'- {line}' for line in lr['verdict']]
-    out += ['', f'Every number holds for this budget ({s.iters} iterations per run): a mixer below '
-            'its ceiling may still learn with more steps (budget checks and interpretation in '
-            '[docs/longrange.md](docs/longrange.md)).']
-    sessions = lr.get('sessions') or [dict(command=lr['command'], cells_run=lr['done'],
-                                           wall_s=None)]
-    out += ['', f'Produced by these commands ({lr.get("environment", "")}; each resumes the '
-            'cells already in its work dir and trains the rest; wall time of each on the shared '
-            '2-core machine, 2 processes). Rerun with other seeds via `--seeds N` or another '
-            '`--work-dir`, then `python tools/analysis/report.py --only longrange`:', '',
-            '```\n' + '\n'.join(
-                s['command'] + (f"   # {s['cells_run']} cells, {s['wall_s'] / 60:.1f} min"
-                                if s.get('wall_s') else '') for s in sessions) + '\n```', '']
+    sessions = lr.get('sessions') or []
+    if sessions:
+        out += ['', 'Produced by these commands (each resumes the cells already in its work dir; '
+                'wall time on the 2-core machine, 2 processes of 1 thread), then `python '
+                'tools/analysis/report.py --only longrange`:', '',
+                '```\n' + '\n'.join(
+                    f"{x['command']}   # {x['cells_run']} cells, {x['wall_s'] / 60:.1f} min"
+                    for x in sessions) + '\n```', '']
     out += [f'![{p}](docs/longrange/{p})' for p in lr.get('plots', [])] + ['']
     return out
 
