@@ -5,7 +5,7 @@ Forward at 800x1280 and forward+backward at 512x512, batch 1; CPU with 1 and 2 t
 CUDA when present. Prints median milliseconds, peak memory, the ratio timm/ours (> 1 means ours
 is faster), the largest difference between the two models' stage outputs, and ours' forward
 FLOP rate against the fp32 GEMM rate of this machine measured in the same run. Rewrites the
-README section ``speed-backbone`` with every target stated as met or missed (computed here).
+results section ``speed-backbone`` with every target stated as met or missed (computed here).
 
 Both sides run their plain eager forward; ``--compile`` adds rows for ours under
 ``torch.compile`` (the opt-in of mmengine's ``compile`` config key), with the compile time.
@@ -22,7 +22,7 @@ from common import (
     markdown_table,
     median_seconds,
     peak_memory_mb,
-    update_readme_section,
+    publish,
 )
 
 from mambaout_dense.analysis.flops import module_flops
@@ -152,8 +152,8 @@ def main() -> None:
     parser.add_argument('--quick', action='store_true', help='small inputs (smoke run)')
     parser.add_argument('--compile', action='store_true',
                         help='also time ours under torch.compile (opt-in)')
-    parser.add_argument('--no-readme', action='store_true',
-                        help='print only; do not rewrite the README section')
+    parser.add_argument('--no-results', action='store_true',
+                        help='print only; do not rewrite the results section')
     args = parser.parse_args()
     if args.compile:  # cold compile times: no on-disk graph cache (see compiled_row)
         import torch._inductor.config
@@ -190,9 +190,8 @@ def main() -> None:
         'in the same run. ' + '; '.join(dict.fromkeys(envs)) + '.', '', table, '',
         *verdict(rows)])
     print(text)
-    if not args.no_readme and not args.quick:
-        update_readme_section('speed-backbone', text)
-        print('README.md section "speed-backbone" rewritten')
+    if not args.no_results and not args.quick:
+        publish('speed-backbone', text)
 
 
 if __name__ == '__main__':

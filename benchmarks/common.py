@@ -1,9 +1,13 @@
 """Helpers shared by the benchmarks (not a test utility).
 
 Timing, peak memory and the environment line come from :mod:`mambaout_dense.analysis.measure`,
-tables and README sections from :mod:`mambaout_dense.analysis.tables`, models from
-:mod:`mambaout_dense.builder`: the benchmarks hold no copy of them.
+tables and results sections from :mod:`mambaout_dense.analysis.tables`, models from
+:mod:`mambaout_dense.builder`: the benchmarks hold no copy of them. :func:`publish` writes a
+section of docs/results.md and refreshes README.md's headlines (``tools/update_readme.py``).
 """
+import os.path as osp
+import subprocess
+import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -14,10 +18,24 @@ from mambaout_dense.analysis.measure import (
     median_seconds,
     peak_memory_mb,
 )
-from mambaout_dense.analysis.tables import markdown_table, update_readme_section
+from mambaout_dense.analysis.tables import markdown_table, update_section
 
-__all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment',
-           'update_readme_section', 'build_model_from_config', 'task_speed_main']
+__all__ = ['median_seconds', 'peak_memory_mb', 'markdown_table', 'environment', 'publish',
+           'RESULTS', 'build_model_from_config', 'task_speed_main']
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: The file that holds every generated result section.
+RESULTS = osp.join(REPO_ROOT, 'docs', 'results.md')
+
+
+def publish(section: str, text: str, path: str = RESULTS) -> None:
+    """Rewrite ``section`` of docs/results.md (or ``path``), then README.md's headlines."""
+    if not update_section(path, section, text):
+        raise FileNotFoundError(f'no results file at {path}')
+    print(f'section "{section}" of {osp.relpath(path, REPO_ROOT)} rewritten')
+    if osp.abspath(path) == RESULTS:
+        subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'update_readme.py')],
+                       check=True)
 
 
 def build_model_from_config(path: str, scope: str, overrides: Optional[dict] = None):
@@ -152,8 +170,8 @@ def task_speed_main(description: str, models: Dict[str, str], scope: str, make_b
     ``models`` maps a name to a config path; the first one is the reference of the ratios.
     The input is ``--shape``, else ``default_shape`` (``cpu_shape`` on the CPU when given).
     Prints the table, a breakdown of an iteration per model, and the target (MambaOut-T at most
-    :data:`TIME_RATIO_TARGET` of the reference's time) met or missed; rewrites README section
-    ``section`` unless ``--no-readme``. ``note`` (what the comparison holds equal) is printed
+    :data:`TIME_RATIO_TARGET` of the reference's time) met or missed; rewrites the results section
+    ``section`` unless ``--no-results``. ``note`` (what the comparison holds equal) is printed
     under the environment line.
     """
     import argparse
@@ -162,7 +180,7 @@ def task_speed_main(description: str, models: Dict[str, str], scope: str, make_b
     parser.add_argument('--repeat', type=int, default=default_repeat,
                         help='timed rounds (one iteration of each model per round)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--no-readme', action='store_true', help='print only')
+    parser.add_argument('--no-results', action='store_true', help='print only')
     args = parser.parse_args(argv)
     if args.shape:
         shape = tuple(args.shape)
@@ -191,6 +209,5 @@ def task_speed_main(description: str, models: Dict[str, str], scope: str, make_b
         'the forward, losses included):', '',
         markdown_table(parts, ['model'] + [f'{p} (s)' for p in PARTS] + ['backbone share'])])
     print(text)
-    if not args.no_readme:
-        update_readme_section(section, text)
-        print(f'README.md section "{section}" rewritten')
+    if not args.no_results:
+        publish(section, text)

@@ -1,4 +1,4 @@
-"""Report of the GPU suite: the markdown of a run (``gpu_suite.md``) and the README section
+"""Report of the GPU suite: the markdown of a run (``gpu_suite.md``) and the results section
 ``speed-gpu``, which exists only once a run has measured something.
 
 The run measures the Triton selective scan ("Mamba: Linear-Time Sequence Modeling with Selective
@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from gpu_plumbing import JSON_NAME, PARTS_DIR, merge_part, read_json
 
-README_SECTION = 'speed-gpu'
+RESULTS_SECTION = 'speed-gpu'
 #: Sections whose rows are measurements (the exit status counts them).
 MEASURED_SECTIONS = ('scan_check', 'scan_speed', 'backbones')
 DTYPE_LABELS = {'bf16': 'bf16 autocast', 'fp32': 'fp32'}
@@ -214,34 +214,28 @@ def wrap(line: str, width: int = 100) -> str:
 
 
 def readme_text(result: Dict[str, Any]) -> Optional[str]:
-    """The ``speed-gpu`` README section of a run, or None when it measured nothing (then the
-    README has no GPU section)."""
+    """The ``speed-gpu`` results section of a run, or None when it measured nothing (then
+    docs/results.md has no GPU section)."""
     return markdown_report(result) if measured_rows(result) else None
 
 
 def write_readme(text: Optional[str], path: str) -> str:
-    """Rewrite section ``speed-gpu`` of the README at ``path``, or remove it for None.
+    """Rewrite section ``speed-gpu`` of the results file at ``path``, or remove it for None.
 
     Returns:
         str: What was done, for the log.
     """
-    from mambaout_dense.analysis.tables import section_markers, update_readme_section
+    from common import publish
+
+    from mambaout_dense.analysis.tables import remove_section
     if not osp.isfile(path):
-        raise FileNotFoundError(f'no README at {path}')
+        raise FileNotFoundError(f'no results file at {path}')
     if text is not None:
-        update_readme_section(README_SECTION, text, readme=path)
-        return f'README section {README_SECTION!r} rewritten in {path}'
-    begin, end = section_markers(README_SECTION)
-    with open(path) as f:
-        content = f.read()
-    if begin not in content or end not in content:
-        return f'README {path} has no section {README_SECTION!r}: nothing to remove'
-    head, rest = content.split(begin, 1)
-    tail = rest.split(end, 1)[1]
-    with open(path, 'w') as f:
-        f.write(head.rstrip('\n') + '\n\n' + tail.lstrip('\n') if tail.strip() else
-                head.rstrip('\n') + '\n')
-    return f'README section {README_SECTION!r} removed from {path} (no GPU numbers)'
+        publish(RESULTS_SECTION, text, path)
+        return f'section {RESULTS_SECTION!r} rewritten in {path}'
+    if not remove_section(path, RESULTS_SECTION):
+        return f'{path} has no section {RESULTS_SECTION!r}: nothing to remove'
+    return f'section {RESULTS_SECTION!r} removed from {path} (no GPU numbers)'
 
 
 def load_run(path: str) -> Dict[str, Any]:

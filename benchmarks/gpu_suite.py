@@ -24,8 +24,8 @@ at most. Every row is written to the output folder as soon as it is measured (at
 marks its row and the later rows of its section, never the earlier ones (:mod:`gpu_plumbing`).
 The exit status is 0 when something was measured, 1 when nothing was (or the preflight failed),
 2 when no CUDA device is present without ``--smoke``. Outputs in ``--out``: ``gpu_suite.json``,
-``gpu_suite.md`` and ``parts/<part>.json`` (each child's own rows). The README section
-``speed-gpu`` (:mod:`gpu_report`) is written only from a run that measured something.
+``gpu_suite.md`` and ``parts/<part>.json`` (each child's own rows). The section ``speed-gpu``
+of docs/results.md (:mod:`gpu_report`) is written only from a run that measured something.
 
 ``--smoke`` is the dress rehearsal on the CPU (CI): tiny shapes, the Triton kernels under
 ``TRITON_INTERPRET=1``, the preflight, the child processes, the atomic writes and an injected
@@ -129,14 +129,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='run the Triton preflight and each part in a child process with '
                         'its own cap (default: on)')
     parser.add_argument('--readme', action='store_true',
-                        help='after a GPU run that measured something, rewrite the README '
-                        'section speed-gpu')
+                        help='after a GPU run that measured something, rewrite the section '
+                        'speed-gpu of docs/results.md')
     parser.add_argument('--readme-from', metavar='PATH',
-                        help="only rewrite the README section from a stored run (its JSON or "
+                        help="only rewrite the results section from a stored run (its JSON or "
                         "output folder); a run that measured nothing removes the section")
     parser.add_argument('--readme-clear', action='store_true',
-                        help='only remove the README section speed-gpu (no GPU numbers)')
-    parser.add_argument('--readme-path', help="README to rewrite (default: the repository's)")
+                        help='only remove the results section speed-gpu (no GPU numbers)')
+    parser.add_argument('--readme-path', help="results file to rewrite (default: the "
+                        "repository's docs/results.md)")
     parser.add_argument('--check-imports', action='store_true',
                         help='import what the suite needs and list the third-party modules')
     # internal: how the parent process starts a part in a child
@@ -246,15 +247,15 @@ def setup_torch(args: argparse.Namespace) -> None:
 
 
 def readme_mode(args: argparse.Namespace) -> int:
-    """``--readme-from`` / ``--readme-clear``: write or remove the README section."""
-    from mambaout_dense.analysis.tables import README
+    """``--readme-from`` / ``--readme-clear``: write or remove the results section."""
+    from common import RESULTS
     text = None
     if args.readme_from:
         result = load_run(args.readme_from)
         if result.get('smoke'):
             print('[gpu_suite] warning: this run is a --smoke run on the CPU', flush=True)
         text = readme_text(result)
-    print('[gpu_suite] ' + write_readme(text, args.readme_path or README), flush=True)
+    print('[gpu_suite] ' + write_readme(text, args.readme_path or RESULTS), flush=True)
     return 0
 
 
@@ -343,9 +344,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.smoke or not args.device.startswith('cuda'):
             print('[gpu_suite] --readme ignored: not a GPU run', flush=True)
         else:
-            from mambaout_dense.analysis.tables import README
+            from common import RESULTS
             print('[gpu_suite] ' + write_readme(readme_text(suite.result),
-                                                args.readme_path or README), flush=True)
+                                                args.readme_path or RESULTS), flush=True)
     return 0 if measured else 1
 
 

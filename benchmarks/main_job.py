@@ -13,7 +13,7 @@ Two measurements, both through ``tools/train.py`` as a user runs it:
 2. **Time to AP**: the full schedule of the config with validation every ``--val-interval``
    iterations; each evaluation is placed at the wall-clock time of its iteration (evaluation time
    excluded from the training clock, reported separately). Writes ``docs/main_job/`` (JSON, PNG)
-   and the README section ``main-job``, with the AP reached within ``--budget-min`` minutes.
+   and the results section ``main-job``, with the AP reached within ``--budget-min`` minutes.
 
     python benchmarks/main_job.py --baseline-tree /tmp/baseline   # detection (about 40 min)
     python benchmarks/main_job.py --skip-curve --baseline-tree /tmp/baseline
@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The quickstart's two jobs (``bash tools/quickstart.sh [det|seg]``): config, data, generator
-#: arguments (the quickstart's own), metrics as (log key, column), README section.
+#: arguments (the quickstart's own), metrics as (log key, column), results section.
 TASKS = {
     'det': dict(config='configs/mask_rcnn_mambaout_femto_synthetic.py',
                 data='data/synthetic_coco',
@@ -166,7 +166,7 @@ def plot(result: dict, task: str, path: str) -> None:
 
 
 def readme_text(task: str, result: dict, budget_min: float) -> str:
-    """The README section of ``task`` from the stored results."""
+    """The results section of ``task`` from the stored results."""
     from mambaout_dense.analysis.measure import environment
     from mambaout_dense.analysis.tables import markdown_table
     spec = TASKS[task]
@@ -199,7 +199,7 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
             scores = ', '.join(f'{label} {best[key]:.3f}' for key, label in spec['metrics'])
             lines.append(f'Reached within {budget_min:g} training minutes: {scores} (iteration '
                          f"{best['iter']}).")
-        lines += ['', f'![time to score](docs/main_job/time_to_score_{task}.png)']
+        lines += ['', f'![time to score](main_job/time_to_score_{task}.png)']
     return '\n'.join(lines)
 
 
@@ -215,7 +215,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--reparse', action='store_true',
                         help='re-read the stored run of the curve instead of training again')
     parser.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'main_job'))
-    parser.add_argument('--no-readme', action='store_true')
+    parser.add_argument('--no-results', action='store_true')
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)
     os.makedirs(args.out, exist_ok=True)
@@ -237,13 +237,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if 'curve' in result:
         os.makedirs(docs, exist_ok=True)
         plot(result['curve'], args.task, osp.join(docs, f'time_to_score_{args.task}.png'))
-    from mambaout_dense.analysis.tables import update_readme_section, write_json
+    from common import publish
+
+    from mambaout_dense.analysis.tables import write_json
     write_json(path, result)
     text = readme_text(args.task, result, args.budget_min)
     print(text)
-    if not args.no_readme:
-        update_readme_section(TASKS[args.task]['section'], text)
-        print(f'README.md section "{TASKS[args.task]["section"]}" rewritten')
+    if not args.no_results:
+        publish(TASKS[args.task]['section'], text)
     return 0
 
 

@@ -2,15 +2,15 @@
 """Parameters and FLOPs of every paper-sized config next to the paper's numbers.
 
 Mask R-CNN at (3, 1280, 800), UperNet at (3, 512, 2048); one multiply-add = 1 FLOP. Targets are
-docs/reference.md section 3 (MambaOut paper tables). Prints the table and rewrites the README
+docs/reference.md section 3 (MambaOut paper tables). Prints the table and rewrites the results
 section ``complexity`` (not with ``--only``, which measures a subset).
 
-    python benchmarks/model_complexity.py [--only mask_rcnn_mambaout_t ...] [--no-readme]
+    python benchmarks/model_complexity.py [--only mask_rcnn_mambaout_t ...] [--no-results]
 """
 import argparse
 import os.path as osp
 
-from common import markdown_table, update_readme_section
+from common import markdown_table, publish
 
 from mambaout_dense.analysis.flops import model_complexity
 from mambaout_dense.builder import load_config
@@ -35,7 +35,7 @@ EXPLAINED = {  # known misses, with the reason stated in docs/reference.md secti
 
 
 def readme_text(rows) -> str:
-    """The README section: table, then every target met or missed, computed from the rows."""
+    """The results section: table, then every target met or missed, computed from the rows."""
     missed = [r for r in rows if r['within targets'] != 'yes']
     lines = ['Measured with `tools/analysis/get_flops.py CONFIG --json` (the code behind '
              '`benchmarks/model_complexity.py`, which regenerates this section); paper numbers '
@@ -58,8 +58,8 @@ def readme_text(rows) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+', choices=sorted(TARGETS))
-    parser.add_argument('--no-readme', action='store_true',
-                        help='print only; do not rewrite the README section')
+    parser.add_argument('--no-results', action='store_true',
+                        help='print only; do not rewrite the results section')
     args = parser.parse_args()
     rows = []
     for name in args.only or TARGETS:
@@ -77,9 +77,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     text = readme_text(rows)
     print(text)
-    if not args.no_readme and not args.only:
-        update_readme_section('complexity', text)
-        print('README.md section "complexity" rewritten')
+    if not args.no_results and not args.only:
+        publish('complexity', text)
 
 
 if __name__ == '__main__':

@@ -25,12 +25,12 @@ weights, batch 1, forward (no grad) at 512x512 and 800x1280, median milliseconds
 and the ratio VMamba-T / MambaOut-T (> 1 means the SSM backbone is slower).
 
 The default backend's targets (issue 13) are stated as met or missed with the numbers of this
-run, and the README section ``speed-scan`` is rewritten (not with ``--quick`` or
-``--no-readme``). Timing, memory, bandwidth and the environment line come from
+run, and the results section ``speed-scan`` is rewritten (not with ``--quick`` or
+``--no-results``). Timing, memory, bandwidth and the environment line come from
 :mod:`mambaout_dense.analysis.measure`.
 
     python benchmarks/scan_speed.py [--threads 1 2] [--repeat 5] [--quick] [--device cpu|cuda]
-                                    [--skip-backbones] [--no-readme]
+                                    [--skip-backbones] [--no-results]
 """
 import argparse
 from typing import Dict, List, Tuple
@@ -44,13 +44,13 @@ from mambaout_dense.analysis.measure import (
     median_seconds,
     peak_memory_mb,
 )
-from mambaout_dense.analysis.tables import markdown_table, update_readme_section
+from mambaout_dense.analysis.tables import markdown_table
 from mambaout_dense.ops import available_backends, get_default_backend, selective_scan
 from mambaout_dense.ops.scan import registered_backends, unavailable_reason
 from mambaout_dense.ops.scan_cpu import kernel_isa
 from mambaout_dense.ops.scan_inputs import random_scan_inputs
 
-README_SECTION = 'speed-scan'
+RESULTS_SECTION = 'speed-scan'
 #: Targets for the default backend: forward time over the memory floor at N = 1 (at most),
 #: forward speed-up over the loop at N = 16 and forward+backward speed-up (at least).
 FLOOR_TARGET, FWD_SPEEDUP_TARGET, FWD_BWD_SPEEDUP_TARGET = 4.0, 20.0, 10.0
@@ -207,14 +207,14 @@ def main() -> None:
                         help='torch CPU thread counts, one table each (CPU only)')
     parser.add_argument('--repeat', type=int, default=5, help='timed runs (median)')
     parser.add_argument('--quick', action='store_true',
-                        help='smaller L and inputs (smoke run; the README is not rewritten)')
+                        help='smaller L and inputs (smoke run; docs/results.md is not rewritten)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--ref-steps', type=int, default=1024,
                         help='steps of the reference loop actually timed')
     parser.add_argument('--skip-backbones', action='store_true',
                         help='only the scan op, not the VMamba-T vs MambaOut-T forward table')
-    parser.add_argument('--no-readme', action='store_true',
-                        help='print only; do not rewrite the README section')
+    parser.add_argument('--no-results', action='store_true',
+                        help='print only; do not rewrite the results section')
     args = parser.parse_args()
     device = args.device
     args.default = get_default_backend(device)
@@ -256,9 +256,9 @@ def main() -> None:
                   '', markdown_table(backbones)]
     text = '\n'.join(lines)
     print('\n' + text)
-    if not args.no_readme and not args.quick:
-        if update_readme_section(README_SECTION, text):
-            print(f'README.md section "{README_SECTION}" rewritten')
+    if not args.no_results and not args.quick:
+        from common import publish
+        publish(RESULTS_SECTION, text)
 
 
 if __name__ == '__main__':

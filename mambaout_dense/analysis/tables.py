@@ -1,8 +1,9 @@
-"""Results as files: markdown tables, CSV and JSON, and generated sections of README.md.
+"""Results as files: markdown tables, CSV and JSON, and generated sections of a markdown file.
 
-Every number in README.md is written by the script that measured it: each script owns one
-section between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and rewrites it with
-:func:`update_readme_section`; nothing between the markers is edited by hand.
+Every published number is written by the script that measured it: each script owns one section
+between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` of a file it names (the repository's
+docs/results.md) and rewrites it with :func:`update_section`; nothing between the markers is
+edited by hand. The library knows no repository path: the scripts pass theirs.
 """
 import csv
 import json
@@ -11,11 +12,7 @@ import os.path as osp
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 __all__ = ['markdown_table', 'format_value', 'write_csv', 'write_json', 'write_text',
-           'section_markers', 'update_readme_section', 'read_readme_section', 'REPO_ROOT',
-           'README']
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-README = osp.join(REPO_ROOT, 'README.md')
+           'section_markers', 'update_section', 'read_section', 'remove_section']
 
 
 def format_value(v: Any) -> str:
@@ -69,43 +66,56 @@ def write_csv(rows: Sequence[Dict[str, Any]], path: str) -> str:
 
 
 def section_markers(name: str) -> tuple:
-    """The (begin, end) markers of README section ``name``."""
+    """The (begin, end) markers of section ``name``."""
     return f'<!-- {name}:begin -->', f'<!-- {name}:end -->'
 
 
-def update_readme_section(name: str, text: str, readme: str = README) -> bool:
+def update_section(path: str, name: str, text: str) -> bool:
     """Replace the text between the markers of section ``name`` (appended when missing).
 
     Args:
+        path (str): The markdown file.
         name (str): Section name (``speed-backbone``, ``complexity``, ...).
         text (str): The new content (a trailing newline is added when missing).
-        readme (str): The file. Defaults to the repository's README.md.
 
     Returns:
-        bool: False when the README does not exist (nothing written).
+        bool: False when the file does not exist (nothing written).
     """
-    if not osp.isfile(readme):
+    if not osp.isfile(path):
         return False
     begin, end = section_markers(name)
-    with open(readme) as f:
+    with open(path) as f:
         content = f.read()
     if begin not in content or end not in content:
         content = content.rstrip('\n') + f'\n\n{begin}\n{end}\n'
     head, rest = content.split(begin, 1)
     _, tail = rest.split(end, 1)
     body = text if text.endswith('\n') else text + '\n'
-    with open(readme, 'w') as f:
-        f.write(f'{head}{begin}\n{body}{end}{tail}')
+    write_text(path, f'{head}{begin}\n{body}{end}{tail}')
     return True
 
 
-def read_readme_section(name: str, readme: str = README) -> Optional[str]:
-    """The current text of section ``name``, or None when the README or the markers are missing."""
-    if not osp.isfile(readme):
+def read_section(path: str, name: str) -> Optional[str]:
+    """The current text of section ``name``, or None when the file or the markers are missing."""
+    if not osp.isfile(path):
         return None
     begin, end = section_markers(name)
-    with open(readme) as f:
+    with open(path) as f:
         content = f.read()
     if begin not in content or end not in content:
         return None
     return content.split(begin, 1)[1].split(end, 1)[0].strip('\n')
+
+
+def remove_section(path: str, name: str) -> bool:
+    """Delete section ``name`` with its markers; False when it is not there."""
+    if read_section(path, name) is None:
+        return False
+    begin, end = section_markers(name)
+    with open(path) as f:
+        content = f.read()
+    head, rest = content.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    write_text(path, head.rstrip('\n') + '\n\n' + tail.lstrip('\n') if tail.strip()
+               else head.rstrip('\n') + '\n')
+    return True

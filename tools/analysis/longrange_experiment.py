@@ -19,7 +19,8 @@ fixed distance and width), D (width at a fixed grid and distance), shortcut (the
 task, Gated CNN and shortcut baseline only), factorial (every width x grid x distance that fits).
 Every finished cell is appended to WORK_DIR/cells.jsonl; a rerun with the same settings skips the
 cells already there (a killed sweep continues). At the end WORK_DIR/results.{json,md} and the
-plots are written; tools/analysis/report.py --only longrange copies them into docs/ and README.
+plots are written; tools/analysis/report.py --only longrange copies them into docs/ and
+docs/results.md.
 
     python tools/analysis/longrange_experiment.py                   # axes d and L (~40 min)
     python tools/analysis/longrange_experiment.py --axes D shortcut # the D axis (~25 min)

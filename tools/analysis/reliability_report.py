@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate the reliability table of README.md and docs/reliability.md by running its tests.
+"""Regenerate the reliability table of docs/results.md and docs/reliability.md by running its tests.
 
 Each row names a fault or a bad input, the behaviour expected of the toolkit, and the tests in
 ``tests/`` that try it. This script runs those tests (pytest, JUnit XML) and writes the result of
@@ -8,7 +8,7 @@ each row from their outcomes: "survived" with the figures the tests recorded
 hand. Known gaps, which no test can pass yet, are listed as such.
 
     python tools/analysis/reliability_report.py            # all rows (about 10 CPU minutes)
-    python tools/analysis/reliability_report.py --no-readme  # print only
+    python tools/analysis/reliability_report.py --no-results  # print only
 """
 import argparse
 import os
@@ -301,11 +301,11 @@ def table(outcomes: Dict[str, dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--no-readme', action='store_true', help='print only')
+    parser.add_argument('--no-results', action='store_true', help='print only')
     parser.add_argument('--junit', help='read outcomes from this JUnit XML instead of running')
     args = parser.parse_args(argv)
     sys.path.insert(0, REPO_ROOT)
-    from mambaout_dense.analysis.tables import update_readme_section
+    from mambaout_dense.analysis.tables import update_section
     if args.junit:
         xml_path = args.junit
     else:
@@ -317,17 +317,18 @@ def main(argv=None) -> int:
     summary = (f'{len(ROWS) - len(failed)} of {len(ROWS)} faults handled as expected'
                + (f'; {len(failed)} FAILED' if failed else '') + f', {len(GAPS)} known gaps.')
     section = '\n'.join([
-        '## Reliability', '',
         'What was tried, what the toolkit does, and what it does not survive yet. Every row but '
         'the known gaps is run by tests in `tests/` on a CPU in CI; the Result column is written '
         'from their outcomes by `tools/analysis/reliability_report.py`. How it works: '
-        '[docs/reliability.md](docs/reliability.md).', '', summary, '', body])
+        '[reliability.md](reliability.md).', '', summary, '', body])
     print(section)
-    if not args.no_readme:
-        update_readme_section('reliability', section)
-        update_readme_section('table', body, readme=osp.join(REPO_ROOT, 'docs',
-                                                            'reliability.md'))
-        print('README.md section "reliability" and docs/reliability.md rewritten')
+    if not args.no_results:
+        update_section(osp.join(REPO_ROOT, 'docs', 'results.md'), 'reliability', section)
+        update_section(osp.join(REPO_ROOT, 'docs', 'reliability.md'), 'table', body)
+        subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'update_readme.py')],
+                       check=True)
+        print('docs/results.md section "reliability", docs/reliability.md and the README '
+              'headlines rewritten')
     return 1 if failed else 0
 
 

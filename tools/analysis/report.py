@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate every table and plot of the long-sequence probe into docs/ and the README section.
+"""Regenerate every table and plot of the long-sequence probe into docs/ and docs/results.md.
 
 Sections (MambaOut, arXiv 2405.07992: a task is long-sequence when L > 6D):
 
@@ -14,9 +14,10 @@ Sections (MambaOut, arXiv 2405.07992: a task is long-sequence when L > 6D):
   tools/analysis/longrange_experiment.py (its WORK_DIR/results.json, else the stored copy in
   docs/longrange/results.json); the reasoning behind the experiment is docs/longrange.md.
 
-The README section between <!-- long-sequence:begin --> and <!-- long-sequence:end --> is
-rewritten from these results (mambaout_dense.analysis.tables.update_readme_section; the markers
-are appended to README.md when missing).
+The section between <!-- long-sequence:begin --> and <!-- long-sequence:end --> of
+docs/results.md is rewritten from these results (mambaout_dense.analysis.tables.update_section;
+the markers are appended when missing), then README.md's headlines (tools/update_readme.py).
+Links in the section are relative to docs/.
 
     python tools/analysis/report.py                       # everything, full sizes (slow on CPU)
     python tools/analysis/report.py --quick               # tiny sizes and test archs
@@ -34,7 +35,7 @@ from typing import Any, Dict, List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SECTIONS = ('long_sequence', 'hybrid', 'scaling', 'erf', 'longrange')
-README_SECTION = 'long-sequence'
+RESULTS_SECTION = 'long-sequence'
 LONGRANGE_DOCS = 'longrange'  # docs/longrange/: the probe's stored results and plots
 SHAPES = [(224, 224), (800, 1280), (512, 512), (512, 2048)]
 BACKBONES = [('MambaOut-T', 'mambaout_tiny'), ('VMamba-T', 'vmamba_tiny'),
@@ -205,7 +206,7 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
     """docs/longrange/{results.json,results.md,*.png} from the probe's results.
 
     ``results`` is the driver's WORK_DIR/results.json; when it is missing the stored copy in
-    docs/longrange/results.json is used, so the docs and the README can be regenerated from the
+    docs/longrange/results.json is used, so the docs and docs/results.md can be regenerated from the
     repository alone.
     """
     from mambaout_dense.analysis import longrange as lr
@@ -251,13 +252,13 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
                 planned=res['cells_planned'], seeds=res['plan']['seeds'])
 
 
-# ----------------------------------------------------------------------------- README
-def readme_section(results: Dict[str, Dict[str, Any]], quick: bool) -> str:
-    out = ['## Probing the long-sequence hypothesis', '', GENERATED, '',
+# ----------------------------------------------------------------------------- docs/results.md
+def results_section(results: Dict[str, Dict[str, Any]], quick: bool) -> str:
+    out = [GENERATED, '',
            'MambaOut (arXiv 2405.07992) calls a task *long-sequence* when a token mixer sees '
            'L > 6D tokens of width D. `tools/analysis/` measures it per stage and tests the '
            'consequences; `tools/analysis/report.py` regenerates everything below and the files '
-           'in [docs/](docs/).', '']
+           'in [docs/](.).', '']
     if quick:
         out += ['> Generated with `--quick` (tiny sizes, test architectures): the scaling and '
                 'ERF numbers below illustrate the format only.', '']
@@ -265,27 +266,27 @@ def readme_section(results: Dict[str, Dict[str, Any]], quick: bool) -> str:
     if ls_res:
         out += ['Tokens L and L/(6D) per stage of MambaOut-T (D = 96/192/384/576) — the '
                 'classification input is short except at stride 4, detection and segmentation '
-                'inputs are long up to stride 16 ([all backbones](docs/long_sequence.md)):', '',
+                'inputs are long up to stride 16 ([all backbones](long_sequence.md)):', '',
                 ls_res['grids']['MambaOut-T'], '']
     hy = results.get('hybrid')
     if hy:
         out += ['The hybrid backbone (`type=\'mambaout_dense.HybridBackbone\'`, '
                 '`mixers=(\'ss2d\', \'ss2d\', \'gated_cnn\', \'gated_cnn\')`) puts SS2D where '
                 'stages are long-sequence and Gated CNN elsewhere, at MambaOut-T\'s parameter '
-                'count ([details](docs/hybrid_params.md)):', '', hybrid_readme_table(hy['rows']),
+                'count ([details](hybrid_params.md)):', '', hybrid_readme_table(hy['rows']),
                 '']
     sc_res = results.get('scaling')
     if sc_res:
         out += [f'Growth exponent of latency against tokens ({sc_res["env"]}; '
-                '[CSV, plot](docs/scaling/)):', '', sc_res['fits'], '',
-                '![scaling](docs/scaling/scaling.png)', '']
+                '[CSV, plot](scaling/)):', '', sc_res['fits'], '',
+                '![scaling](scaling/scaling.png)', '']
     erf_res = results.get('erf')
     if erf_res:
         weights = sorted({str(r.get('weights', 'random')) for r in erf_res.get('rows', [])})
         out += ['Effective receptive field: radius (input pixels) holding 50% / 90% of the '
                 'gradient of the central location, weights: ' + (', '.join(weights) or 'random')
                 + ' (random weights leave a residual network\'s ERF on its identity paths; '
-                'pass trained ones with `--erf-checkpoint`) ([heat-maps](docs/erf/)):', '',
+                'pass trained ones with `--erf-checkpoint`) ([heat-maps](erf/)):', '',
                 erf_res['table'], '']
     missing = [name for name in ('scaling', 'erf') if name not in results]
     if missing:
@@ -294,7 +295,7 @@ def readme_section(results: Dict[str, Dict[str, Any]], quick: bool) -> str:
                 '']
     lr = results.get('longrange')
     if lr:
-        out += longrange_readme(lr)
+        out += longrange_section(lr)
     return '\n'.join(_wrap(block) for block in out).rstrip() + '\n'
 
 
@@ -308,11 +309,11 @@ def _wrap(block: str) -> str:
                          break_long_words=False)
 
 
-def longrange_readme(lr: Dict[str, Any]) -> List[str]:
-    """README blocks of the long-range probe: task, axis tables, cost, verdict, commands."""
+def longrange_section(lr: Dict[str, Any]) -> List[str]:
+    """Blocks of the long-range probe: task, axis tables, cost, verdict, commands."""
     if not lr.get('table'):
         return ['The long-range probe (`tools/analysis/longrange_experiment.py`) has not been run '
-                'yet; see [docs/longrange.md](docs/longrange.md).', '']
+                'yet; see [longrange.md](longrange.md).', '']
     s = lr['settings']
     status = ''
     if lr.get('smoke'):
@@ -332,8 +333,8 @@ def longrange_readme(lr: Dict[str, Any]) -> List[str]:
            f'{s.learned_threshold:g} at a control are flagged not learned and left out. Seeds '
            f'{", ".join(map(str, lr["seeds"]))}, never used for tuning. Accuracy: mean ± std '
            '[95% interval] over learned seeds (learned/runs); chance 0.5. Design: '
-           '[docs/longrange.md](docs/longrange.md); every run, curve and commit: '
-           f'[docs/longrange/results.md](docs/longrange/results.md).{status}', '',
+           '[longrange.md](longrange.md); every run, curve and commit: '
+           f'[longrange/results.md](longrange/results.md).{status}', '',
            *lr['table']]
     if lr.get('shortcut'):
         out += ['Shortcut axis: the earlier single-cue task beside this one:', '', lr['shortcut'],
@@ -351,12 +352,12 @@ def longrange_readme(lr: Dict[str, Any]) -> List[str]:
                 '```\n' + '\n'.join(
                     f"{x['command']}   # {x['cells_run']} cells, {x['wall_s'] / 60:.1f} min"
                     for x in sessions) + '\n```', '']
-    out += [f'![{p}](docs/longrange/{p})' for p in lr.get('plots', [])] + ['']
+    out += [f'![{p}](longrange/{p})' for p in lr.get('plots', [])] + ['']
     return out
 
 
 def _previous(docs: str) -> Dict[str, Dict[str, Any]]:
-    """Results of sections not rerun, read back from docs/ so the README keeps them."""
+    """Results of sections not rerun, read back from docs/ so docs/results.md keeps them."""
     from mambaout_dense.analysis import long_sequence as ls
     prev: Dict[str, Dict[str, Any]] = {}
     path = osp.join(docs, 'long_sequence.json')
@@ -393,10 +394,13 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('--quick', action='store_true', help='tiny sizes and test archs')
     parser.add_argument('--only', nargs='+', choices=SECTIONS, help='sections to regenerate '
-                        '(the README keeps the others from docs/)')
+                        '(docs/results.md keeps the others)')
     parser.add_argument('--docs', default=osp.join(REPO_ROOT, 'docs'), help='output folder')
-    parser.add_argument('--readme', default=osp.join(REPO_ROOT, 'README.md'))
-    parser.add_argument('--no-readme', action='store_true', help='leave README.md alone')
+    parser.add_argument('--results', default=osp.join(REPO_ROOT, 'docs', 'results.md'),
+                        help='the file whose long-sequence section is rewritten (default: '
+                        'docs/results.md; README.md\'s headlines follow it)')
+    parser.add_argument('--no-results', action='store_true',
+                        help='leave docs/results.md and README.md alone')
     parser.add_argument('--flops', action='store_true',
                         help='also count FLOPs of the hybrid configs (slow)')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
@@ -431,15 +435,17 @@ def main(argv=None) -> int:
         print(f'[report] {name} done in {time.perf_counter() - start:.0f} s', flush=True)
     if 'longrange' not in results:
         results['longrange'] = section_longrange(docs, args.longrange_results)
-    section = readme_section(results, args.quick)
-    _write(osp.join(docs, 'readme_section.md'), section)
-    if not args.no_readme:
-        from mambaout_dense.analysis.tables import update_readme_section
-        if update_readme_section(README_SECTION, section, args.readme):
-            print(f'[report] rewrote the {README_SECTION!r} section of {args.readme}')
+    section = results_section(results, args.quick)
+    if not args.no_results:
+        from mambaout_dense.analysis.tables import update_section
+        if update_section(args.results, RESULTS_SECTION, section):
+            print(f'[report] rewrote the {RESULTS_SECTION!r} section of {args.results}')
+            if osp.abspath(args.results) == osp.join(REPO_ROOT, 'docs', 'results.md'):
+                import subprocess
+                subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'update_readme.py')],
+                               check=True)
         else:
-            print(f'[report] {args.readme} not found; the section is in '
-                  f'{osp.join(docs, "readme_section.md")}')
+            print(f'[report] {args.results} not found; nothing rewritten')
     print(f'[report] wrote {docs}')
     return 0
 
