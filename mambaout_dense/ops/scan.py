@@ -36,13 +36,12 @@ The backend is chosen per call, first match wins:
    tensors' device, the one with the highest :attr:`Backend.priority` for that device type.
    Registered: ``triton`` for CUDA, the compiled ``cpu`` kernel for CPU tensors, else
    ``torch`` (any device); ``reference`` and ``mamba_ssm`` have no priority and are only used
-   when asked for. No timing is involved, so the choice is the same on every machine with the
-   same software.
+   when asked for. No timing is involved: the same software makes the same choice anywhere.
 
-A name that is unknown raises a :class:`~mambaout_dense.errors.ConfigError`, one unavailable
-in this process or unable to run on the tensors' device an
-:class:`~mambaout_dense.errors.UnavailableError` (both ``ValueError``); the message says where
-the name came from and lists the usable backends.
+An unknown name raises a :class:`~mambaout_dense.errors.ConfigError`, one unavailable here or
+on the tensors' device an :class:`~mambaout_dense.errors.UnavailableError` (both
+``ValueError``), saying where the name came from and listing the usable backends;
+:func:`check_scan_backend` applies the same checks when a model is built.
 """
 import os
 from types import MappingProxyType
@@ -54,7 +53,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..errors import ConfigError, UnavailableError
+from ..errors import ConfigError, UnavailableError, UsageError
 
 ENV_VAR = 'MAMBAOUT_DENSE_SCAN_BACKEND'
 #: Key of :attr:`Backend.priority` that ranks a backend on every device type.
@@ -189,6 +188,44 @@ def _check_name(name: str, source: str = '') -> None:
                                f'({reason}); available backends: {available_backends()}')
 
 
+def check_scan_backend(owner: str, scan_backend: Optional[str]) -> None:
+    """Refuse, when the model is built, a selective-scan backend that cannot run here.
+
+    The name comes from ``scan_backend`` or, when that is None, from ``MAMBAOUT_DENSE_SCAN_BACKEND``
+    and must be one of :func:`available_backends` (the device is still checked per call).
+
+    Args:
+        owner (str): Named in the message (the backbone class).
+        scan_backend (str, optional): The backend asked for, or None.
+
+    Raises:
+        ConfigError: ``scan_backend`` is not a string or None, or names no registered backend.
+        UnavailableError: The backend cannot run in this process (with the reason); both
+            messages say where the name came from and list the usable backends.
+    """
+    if scan_backend is None:
+        name = os.environ.get(ENV_VAR) or None
+        source, fix = (f'the environment variable {ENV_VAR}',
+                       f'unset {ENV_VAR} or set it to one of them')
+    elif isinstance(scan_backend, str):
+        name = scan_backend
+        source, fix = ('scan_backend', 'set scan_backend to one of them, or to None to choose by '
+                       'device')
+    else:
+        raise ConfigError(f'{owner}: scan_backend must be a backend name or None, got '
+                          f'{scan_backend!r}')
+    if name is None:
+        return  # chosen per device at the first call, among the backends that run there
+    usable = f'Usable backends: {", ".join(available_backends())}; {fix}.'
+    if name not in _REGISTRY:
+        raise ConfigError(f'{owner}: unknown selective-scan backend {name!r} (from {source}). '
+                          + usable)
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise UnavailableError(f'{owner}: the selective-scan backend {name!r} (from {source}) '
+                               f'cannot run here ({reason}). ' + usable)
+
+
 def set_default_backend(name: Optional[str]) -> None:
     """Set the backend used when ``selective_scan`` is called without ``backend``.
 
@@ -254,9 +291,9 @@ def _resolve_backend(backend: Optional[str], device: torch.device) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def _shape_error(msg: str, **tensors: Optional[Tensor]) -> ValueError:
+def _shape_error(msg: str, **tensors: Optional[Tensor]) -> UsageError:
     shapes = ', '.join(f'{k}{tuple(v.shape)}' for k, v in tensors.items() if v is not None)
-    return ValueError(f'selective_scan: {msg} (got {shapes})')
+    return UsageError(f'selective_scan: {msg} (got {shapes})')
 
 
 def check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -265,19 +302,19 @@ def check_inputs(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     """Validate scan inputs and bring ``B``/``C`` to (batch, groups, N, L).
 
     Raises:
-        ValueError: On a shape, groups, dtype or device mismatch.
+        UsageError: On a shape, groups, dtype or device mismatch (a ValueError).
     """
     named = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
     for k, v in named.items():
         if v is None:
             continue
         if not isinstance(v, Tensor):
-            raise ValueError(f'selective_scan: {k} must be a tensor, got {type(v).__name__}')
+            raise UsageError(f'selective_scan: {k} must be a tensor, got {type(v).__name__}')
         if not v.is_floating_point():
-            raise ValueError(f'selective_scan: {k} must be a real floating-point tensor, got '
+            raise UsageError(f'selective_scan: {k} must be a real floating-point tensor, got '
                              f'{v.dtype}')
         if v.device != u.device:
-            raise ValueError(f'selective_scan: {k} is on {v.device} but u is on {u.device}')
+            raise UsageError(f'selective_scan: {k} is on {v.device} but u is on {u.device}')
     if u.dim() != 3:
         raise _shape_error('u must be (batch, dim, L)', u=u)
     batch, dim, length = u.shape

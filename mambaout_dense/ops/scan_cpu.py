@@ -64,6 +64,8 @@ def set_kernel_isa(name: str) -> None:
     """
     module, reason, _ = _load()
     if module is None:
+        # internal invariant: the registry dispatches here only after the probe found the
+        # kernel, and a backend named in a config is checked when the model is built
         raise RuntimeError(f'the cpu selective-scan backend is unavailable: {reason}')
     module.set_isa(name)
 

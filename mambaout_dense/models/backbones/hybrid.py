@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
+from ...ops.scan import check_scan_backend
 from ...registry import MODELS
 from .base import DenseBackbone, check_int, drop_path_rates
 from .mambaout import (
@@ -33,7 +34,7 @@ from .mambaout import (
     StemLayer,
     mambaout_param_location,
 )
-from .vmamba import VSSBlock, check_scan_backend
+from .vmamba import VSSBlock
 
 __all__ = ['HybridBackbone', 'HybridStage', 'MIXERS']
 

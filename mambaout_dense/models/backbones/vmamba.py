@@ -19,7 +19,6 @@ loads after :func:`mambaout_dense.checkpoint.vmamba.convert_vmamba` drops its cl
 itself is :func:`mambaout_dense.ops.selective_scan`, which runs on CPU and GPU.
 """
 import math
-import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -28,63 +27,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...checkpoint.vmamba import convert_vmamba
-from ...errors import ConfigError, UnavailableError
-from ...ops import available_backends, cross_merge, cross_scan, selective_scan
-from ...ops.scan import ENV_VAR as SCAN_BACKEND_ENV_VAR
-from ...ops.scan import registered_backends, unavailable_reason
+from ...errors import ConfigError
+from ...ops import cross_merge, cross_scan, selective_scan
+from ...ops.scan import check_scan_backend
 from ...registry import MODELS
 from ..layers import DropPath, LayerNorm2d
 from .base import DenseBackbone, check_int, drop_path_rates
 
 __all__ = [
-    'VMamba', 'SS2D', 'VSSBlock', 'VSSStage', 'Mlp', 'Linear2d', 'PatchMerging2D',
-    'check_scan_backend'
+    'VMamba', 'SS2D', 'VSSBlock', 'VSSStage', 'Mlp', 'Linear2d', 'PatchMerging2D'
 ]
 
 LN_EPS = 1e-5
 #: Values of the ``version`` arch key.
 VERSIONS = ('v2', 'v0')
-
-
-def check_scan_backend(owner: str, scan_backend: Optional[str]) -> None:
-    """Refuse, when the model is built, a selective-scan backend that cannot run here.
-
-    The backend comes from the ``scan_backend`` argument or, when that is None, from the
-    environment variable ``MAMBAOUT_DENSE_SCAN_BACKEND``; it must be one of
-    :func:`mambaout_dense.ops.available_backends` (which backend runs on which device is still
-    checked per call, since the model may move to another device after it is built).
-
-    Args:
-        owner (str): Named in the message (the backbone class).
-        scan_backend (str, optional): The backend asked for, or None.
-
-    Raises:
-        ConfigError: ``scan_backend`` is not a string or None, or names no registered backend.
-        UnavailableError: The backend cannot run in this process (the message gives the reason,
-            e.g. a CUDA-only backend without CUDA). Both messages say where the name came from
-            and list the usable backends.
-    """
-    if scan_backend is None:
-        name = os.environ.get(SCAN_BACKEND_ENV_VAR) or None
-        source, fix = (f'the environment variable {SCAN_BACKEND_ENV_VAR}',
-                       f'unset {SCAN_BACKEND_ENV_VAR} or set it to one of them')
-    elif isinstance(scan_backend, str):
-        name = scan_backend
-        source, fix = ('scan_backend', 'set scan_backend to one of them, or to None to choose by '
-                       'device')
-    else:
-        raise ConfigError(f'{owner}: scan_backend must be a backend name or None, got '
-                          f'{scan_backend!r}')
-    if name is None:
-        return  # chosen per device at the first call, among the backends that run there
-    usable = f'Usable backends: {", ".join(available_backends())}; {fix}.'
-    if name not in registered_backends():
-        raise ConfigError(f'{owner}: unknown selective-scan backend {name!r} (from {source}). '
-                          + usable)
-    reason = unavailable_reason(name)
-    if reason is not None:
-        raise UnavailableError(f'{owner}: the selective-scan backend {name!r} (from {source}) '
-                               f'cannot run here ({reason}). ' + usable)
 
 
 def _norm(dim: int, channels_first: bool) -> nn.Module:
