@@ -97,3 +97,12 @@ def test_upernet_arm_runs_tools_train_per_cell_and_flags_an_untrained_run(tmp_pa
     # resumable: a rerun finds both cells done and trains nothing
     proc = _run('longrange_experiment.py', *args)
     assert proc.returncode == 0 and '2 done, 0 to run' in proc.stderr, proc.stderr[-3000:]
+
+
+def test_a_plan_that_does_not_fit_is_one_line_and_exit_2(tmp_path):
+    proc = _run('longrange_experiment.py', '--d-grid', '12', '--dry-run', '--no-cost',
+                '--work-dir', tmp_path / 'w')
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [x for x in proc.stderr.splitlines() if x.startswith('error:')]
+    assert len(lines) == 1 and 'do not fit a 12x12 grid' in lines[0]
+    assert 'Traceback' not in proc.stderr

@@ -399,16 +399,11 @@ def run_probe(args: argparse.Namespace, argv: List[str]) -> int:
     """The probe arm: plan, cost, training pool with progress and ETA, results."""
     from mambaout_dense.analysis import longrange as lr
     from mambaout_dense.errors import UsageError
-    try:
-        settings = settings_from(args)
-        plan = plan_from(args)
-        cells = plan.cells()
-    except UsageError as err:
-        log(f'error: {err}')
-        return 2
+    settings = settings_from(args)
+    plan = plan_from(args)
+    cells = plan.cells()  # a distance that does not fit its grid is a UsageError
     if args.jobs < 1 or not args.seeds:
-        log('error: --jobs must be >= 1 and --seeds must name at least one seed')
-        return 2
+        raise UsageError('--jobs must be >= 1 and --seeds must name at least one seed')
     work_dir = osp.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     store = lr.ResultStore(osp.join(work_dir, 'cells.jsonl'))
@@ -519,4 +514,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from mambaout_dense.cli import run_main
+    sys.exit(run_main(main))

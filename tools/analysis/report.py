@@ -245,7 +245,9 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
     if not records:
         return dict(table=None)
     ix = Index(res)
+    from mambaout_dense.analysis.longrange.verdict import headline
     return dict(table=axis_tables(ix, settings), shortcut=shortcut_table(ix),
+                headline=headline(res, settings),
                 cost=cost_table(ix), verdict=lr.verdict(res, settings), smoke=smoke,
                 complete=complete, settings=settings, plots=[osp.basename(p) for p in plots],
                 sessions=res.get('sessions', []), done=len(records),
@@ -301,7 +303,7 @@ def results_section(results: Dict[str, Dict[str, Any]], quick: bool) -> str:
 
 def _wrap(block: str) -> str:
     """Wrap prose at 100 columns (tables, images, comments and headings stay as they are)."""
-    if not block or block.startswith(('|', '!', '<!--', '#', '-', '```')):
+    if not block or block.startswith(('|', '!', '<!--', '#', '-', '```', '**In one line:**')):
         return block
     prefix = '> ' if block.startswith('> ') else ''
     return textwrap.fill(block[len(prefix):], 100, initial_indent=prefix,
@@ -321,7 +323,7 @@ def longrange_section(lr: Dict[str, Any]) -> List[str]:
     elif not lr.get('complete'):
         status = f' **Incomplete: {lr["done"]} of {lr["planned"]} cells.**'
     out = ['### Long-range probe: which mixer learns a selective dependency beyond a Gated CNN\'s '
-           'field?', '',
+           'field?', '', f"**In one line:** {lr['headline']}", '',
            f'A probe network ({s.patch}x{s.patch} patch stem, {s.depth} blocks of width D at one '
            'stage) differs only in its token mixer, at matched parameters. Its task holds two '
            'target-marker pairs per image, one red and one blue marker; each target takes the '
@@ -451,4 +453,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from mambaout_dense.cli import run_main
+    sys.exit(run_main(main))

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .stats import chance_reading, fmt_acc, fmt_gap, gap_reading, paired_gaps, summarise
 
-__all__ = ['Index', 'verdict', 'attention_cost_thresholds', 'cost_front']
+__all__ = ['Index', 'verdict', 'headline', 'attention_cost_thresholds', 'cost_front']
 
 REFERENCE = 'gated_cnn'
 BASELINE = 'gated_cnn_gap'
@@ -299,3 +299,48 @@ def verdict(res: Dict[str, Any], settings) -> List[str]:
         return []
     return ([_control_bullet(ix, settings)] + _shortcut_bullets(ix, settings)
             + _d_bullets(ix, settings) + _l_bullets(ix) + _D_bullets(ix) + _cost_bullets(ix))
+
+
+def headline(res: Dict[str, Any], settings) -> str:
+    """One sentence for the README: who stays above chance beyond the Gated CNN's field, the
+    shortcut baseline, and whether SS2D's lead moves with L or D across L = 6D."""
+    ix = Index(res)
+    if not ix.records:
+        return 'not run yet'
+    rf = ix.fields.get(REFERENCE, math.inf)
+    beyond = [p for a in ('d', 'L', 'D') for p in ix.points.get(a, [])
+              if p[2] >= rf + settings.target]
+    beyond = list(dict.fromkeys(beyond))
+    above, chance, mixed = [], [], []
+    for m in ix.mixers_at(beyond):
+        readings = {chance_reading(ix.row(m, p)['acc']) for p in beyond if ix.row(m, p)}
+        readings.discard(None)
+        if readings == {'above chance'}:
+            above.append(m)
+        elif readings == {'at chance'}:
+            chance.append(m)
+        elif readings:
+            mixed.append(m)
+    parts = []
+    if beyond:
+        ds = sorted({p[2] for p in beyond})
+        parts.append(f'beyond the Gated CNN\'s field (d = {", ".join(map(str, ds))}, '
+                     f'{len(beyond)} cells) ' + '; '.join(
+                         x for x in (f'{", ".join(above)} stay above chance' if above else '',
+                                     f'{", ".join(chance)} are at chance' if chance else '',
+                                     f'{", ".join(mixed)} depend on the cell' if mixed else '')
+                         if x))
+    for axis in ('L', 'D'):
+        pts = ix.points.get(axis, [])
+        readings = {gap_reading(ix.gap('ss2d', p)) for p in pts if ix.gap('ss2d', p)}
+        if not readings:
+            continue
+        ratios = [_ratio(p) for p in pts]
+        span = f'L/(6D) {min(ratios):.2f} to {max(ratios):.2f}'
+        if readings == {'ahead'}:
+            parts.append(f'SS2D leads the Gated CNN at every point of axis {axis} ({span})')
+        elif 'ahead' not in readings:
+            parts.append(f'SS2D never leads the Gated CNN on axis {axis} ({span})')
+        else:
+            parts.append(f'SS2D leads the Gated CNN at some points of axis {axis} ({span})')
+    return '; '.join(parts) + '.'
