@@ -286,3 +286,21 @@ def test_store_keeps_finished_cells_of_the_same_settings(tmp_path):
     prov = lr.provenance(threads=1)
     assert len(prov['commit']) == 40 and prov['threads'] == 1
     assert set(prov['versions']) >= {'torch', 'numpy', 'python'} and prov['argv']
+
+
+def test_replication_compares_readings_cell_by_cell():
+    from mambaout_dense.analysis.longrange.report import replication_text
+    pts = {'L': [[48, 20, 9, 2]]}
+    main = [_rec('gated_cnn', 9, k, 0.5 + 0.01 * k) for k in range(3)] + \
+        [_rec('ss2d', 9, k, 0.97 - 0.01 * k) for k in range(3)]
+    same = [dict(r, seed=r['seed'] + 3) for r in main]
+    other = [_rec('gated_cnn', 9, k, 0.5 + 0.01 * (k - 3)) for k in range(3, 6)] + \
+        [_rec('ss2d', 9, k, a) for k, a in zip(range(3, 6), (0.5, 0.52, 0.49))]
+    res, rep, bad = _res(main, pts), _res(same, pts), _res(other, pts)
+    rep['plan']['seeds'] = bad['plan']['seeds'] = [3, 4, 5]
+    text = replication_text(res, rep)
+    assert 'same chance reading in 2 of 2' in text and 'same gap reading in 1 of 1' in text
+    assert 'No reading differs' in text
+    text = replication_text(res, bad)
+    assert 'same chance reading in 1 of 2' in text and 'ss2d (D 48, L 400, d 9' in text
+    assert 'above chance' in text and 'at chance' in text

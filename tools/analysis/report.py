@@ -202,30 +202,39 @@ def section_erf(docs: str, quick: bool, images: int, shape, checkpoints: Dict[st
     return dict(table=table, rows=rows)
 
 
-def section_longrange(docs: str, results: str) -> Dict[str, Any]:
+def _stored(results: str, stored: str) -> Optional[Dict[str, Any]]:
+    """A driver's results.json, copied to ``stored``; the stored copy when it is missing."""
+    from mambaout_dense.analysis.tables import write_json
+    source = results if osp.isfile(results) else stored
+    if not osp.isfile(source):
+        return None
+    with open(source) as f:
+        res = json.load(f)
+    if osp.abspath(source) != osp.abspath(stored):
+        write_json(stored, res)
+    return res
+
+
+def section_longrange(docs: str, results: str, replication: str) -> Dict[str, Any]:
     """docs/longrange/{results.json,results.md,*.png} from the probe's results.
 
-    ``results`` is the driver's WORK_DIR/results.json; when it is missing the stored copy in
-    docs/longrange/results.json is used, so the docs and docs/results.md can be regenerated from the
-    repository alone.
+    ``results`` is the driver's WORK_DIR/results.json and ``replication`` the one of the same
+    commands with other seeds; when they are missing the stored copies in docs/longrange/ are
+    used, so the docs and docs/results.md can be regenerated from the repository alone.
     """
     from mambaout_dense.analysis import longrange as lr
     from mambaout_dense.analysis.longrange.report import axis_tables, cost_table, shortcut_table
     from mambaout_dense.analysis.longrange.verdict import Index
-    from mambaout_dense.analysis.tables import write_json, write_text
+    from mambaout_dense.analysis.tables import write_text
     out = osp.join(docs, LONGRANGE_DOCS)
-    stored = osp.join(out, 'results.json')
-    source = results if osp.isfile(results) else stored
-    if not osp.isfile(source):
+    res = _stored(results, osp.join(out, 'results.json'))
+    rep = _stored(replication, osp.join(out, 'replication.json'))
+    if res is None:
         write_text(osp.join(out, 'results.md'),
                    f'# Long-range probe: results\n\n{GENERATED}\n\nNot run yet ({results} is '
                    'missing). Run `python tools/analysis/longrange_experiment.py`, then '
                    '`python tools/analysis/report.py --only longrange`.\n')
         return dict(table=None)
-    with open(source) as f:
-        res = json.load(f)
-    if osp.abspath(source) != osp.abspath(stored):
-        write_json(stored, res)
     settings = lr.ProbeSettings.from_dict(res['settings'])
     records = res['records']
     plots = lr.plot_results(res, out) if records else []
@@ -240,14 +249,16 @@ def section_longrange(docs: str, results: str) -> Dict[str, Any]:
                 'commands below to finish (finished cells are kept).\n\n')
     write_text(osp.join(out, 'results.md'),
                f'# Long-range probe: results\n\n{GENERATED}\n\n{note}Design and reasoning: '
-               '[../longrange.md](../longrange.md).\n\n' + lr.render_markdown(res)
+               '[../longrange.md](../longrange.md).\n\n' + lr.render_markdown(res, rep)
                + ''.join(f'\n![{osp.basename(p)}]({osp.basename(p)})\n' for p in plots))
     if not records:
         return dict(table=None)
     ix = Index(res)
+    from mambaout_dense.analysis.longrange.report import replication_text
     from mambaout_dense.analysis.longrange.verdict import headline
     return dict(table=axis_tables(ix, settings), shortcut=shortcut_table(ix),
                 headline=headline(res, settings),
+                replication=None if rep is None else replication_text(res, rep).split('\n')[0],
                 cost=cost_table(ix), verdict=lr.verdict(res, settings), smoke=smoke,
                 complete=complete, settings=settings, plots=[osp.basename(p) for p in plots],
                 sessions=res.get('sessions', []), done=len(records),
@@ -346,6 +357,9 @@ def longrange_section(lr: Dict[str, Any]) -> List[str]:
                 'latency: forward per image, batch 16, 1 CPU thread):', '', lr['cost'], '']
     out += ['Verdict (generated from the numbers):', '']
     out += [f'- {line}' for line in lr['verdict']]
+    if lr.get('replication'):
+        out += ['', f"Replication: {lr['replication']} Details: "
+                '[longrange/results.md](longrange/results.md).']
     sessions = lr.get('sessions') or []
     if sessions:
         out += ['', 'Produced by these commands (each resumes the cells already in its work dir; '
@@ -413,6 +427,9 @@ def main(argv=None) -> int:
                         help='trained weights for an ERF config, e.g. upernet_hybrid_t=x.pth')
     parser.add_argument('--longrange-results',
                         default=osp.join(REPO_ROOT, 'work_dirs', 'longrange', 'results.json'))
+    parser.add_argument('--longrange-replication',
+                        default=osp.join(REPO_ROOT, 'work_dirs', 'longrange_rep', 'results.json'),
+                        help='results of the same commands with other seeds')
     args = parser.parse_args(argv)
     sections = args.only or list(SECTIONS)
     docs = osp.abspath(args.docs)
@@ -433,10 +450,12 @@ def main(argv=None) -> int:
                 args.erf_shape or ((96, 96) if args.quick else (512, 512)), checkpoints,
                 args.threads)
         else:
-            results[name] = section_longrange(docs, args.longrange_results)
+            results[name] = section_longrange(docs, args.longrange_results,
+                                              args.longrange_replication)
         print(f'[report] {name} done in {time.perf_counter() - start:.0f} s', flush=True)
     if 'longrange' not in results:
-        results['longrange'] = section_longrange(docs, args.longrange_results)
+        results['longrange'] = section_longrange(docs, args.longrange_results,
+                                                 args.longrange_replication)
     section = results_section(results, args.quick)
     if not args.no_results:
         from mambaout_dense.analysis.tables import update_section

@@ -8,14 +8,22 @@ README section and docs/longrange/results.md are assembled from these by
 import math
 import os
 import os.path as osp
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .settings import ProbeSettings
 from .stats import fmt_acc, fmt_gap
-from .verdict import REFERENCE, Index, attention_cost_thresholds, cost_front, verdict
+from .verdict import (
+    REFERENCE,
+    Index,
+    attention_cost_thresholds,
+    cost_front,
+    headline,
+    replication,
+    verdict,
+)
 
-__all__ = ['axis_tables', 'cost_table', 'learning_table', 'runs_table', 'render_markdown',
-           'plot_results']
+__all__ = ['axis_tables', 'cost_table', 'learning_table', 'runs_table', 'replication_text',
+           'render_markdown', 'plot_results']
 
 
 def _field(ix: Index, m: str) -> str:
@@ -154,8 +162,22 @@ def runs_table(res: Dict[str, Any]) -> str:
                    'train s', 'commit'], rows)
 
 
-def render_markdown(res: Dict[str, Any]) -> str:
-    """The results page of a results.json dict (settings, tables, verdict, every run)."""
+def replication_text(res: Dict[str, Any], rep: Dict[str, Any]) -> str:
+    """Markdown of :func:`~.verdict.replication`: the verdict's readings under other seeds."""
+    r = replication(res, rep)
+    head = (f"Seeds {', '.join(map(str, r['seeds'][1]))} against "
+            f"{', '.join(map(str, r['seeds'][0]))}, {r['cells']} cells: the same chance reading "
+            f"in {r['same_chance']} of {r['cells']}, the same gap reading in {r['same_gap']} of "
+            f"{r['gaps']}, each mean inside the other's 95% interval in {r['within']} of "
+            f"{r['cells']}.")
+    if not r['differ']:
+        return head + ' No reading differs.'
+    return head + ' Readings that differ:\n\n' + '\n'.join(f'- {x}' for x in r['differ'])
+
+
+def render_markdown(res: Dict[str, Any], rep: Optional[Dict[str, Any]] = None) -> str:
+    """The results page of a results.json dict (settings, tables, verdict, every run), with the
+    replication's readings when ``rep`` (the results of other seeds) is given."""
     settings = ProbeSettings.from_dict(res['settings'])
     ix = Index(res)
     plan = res['plan']
@@ -184,8 +206,12 @@ def render_markdown(res: Dict[str, Any]) -> str:
     if ct:
         parts += ['**Accuracy against cost** (latency: forward, batch 16, '
                   f"{res.get('cost_environment', '')})", '', ct, '']
-    parts += ['**Verdict** (computed from the numbers above):', '']
+    parts += ['**Verdict** (computed from the numbers above):', '',
+              f'**In one line:** {headline(res, settings)}', '']
     parts += [f'- {line}' for line in verdict(res, settings)] + ['']
+    if rep is not None:
+        parts += ['**Replication** (the same commands with other seeds, other work dir):', '',
+                  replication_text(res, rep), '']
     parts += ['**Learning speed** (curve points every '
               f'{settings.curve_every} iterations on {settings.curve_samples} held-out images)',
               '', learning_table(ix), '', '**Every run**', '', runs_table(res), '']

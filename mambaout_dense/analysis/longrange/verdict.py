@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .stats import chance_reading, fmt_acc, fmt_gap, gap_reading, paired_gaps, summarise
 
-__all__ = ['Index', 'verdict', 'headline', 'attention_cost_thresholds', 'cost_front']
+__all__ = ['Index', 'verdict', 'headline', 'replication', 'attention_cost_thresholds',
+           'cost_front']
 
 REFERENCE = 'gated_cnn'
 BASELINE = 'gated_cnn_gap'
@@ -344,3 +345,41 @@ def headline(res: Dict[str, Any], settings) -> str:
         else:
             parts.append(f'SS2D leads the Gated CNN at some points of axis {axis} ({span})')
     return '; '.join(parts) + '.'
+
+
+def replication(res: Dict[str, Any], rep: Dict[str, Any]) -> Dict[str, Any]:
+    """Do other seeds give the same verdict? Readings of two results dicts, cell by cell.
+
+    Compared for every (mixer, point) both hold: the chance reading of the accuracy at d, the
+    reading of the paired gap to the Gated CNN, and whether each mean lies inside the other run's
+    95% interval.
+
+    Returns:
+        dict: ``cells`` (compared), ``same_chance``, ``same_gap`` (of those with a gap),
+        ``gaps``, ``within`` (means inside the other's interval, both ways), ``differ`` (lines
+        naming each cell whose reading differs), ``seeds`` of each.
+    """
+    a, b = Index(res), Index(rep)
+    keys = sorted(set(a.rows) & set(b.rows))
+    same_chance = same_gap = gaps = within = 0
+    differ = []
+    for key in keys:
+        ra, rb = a.rows[key]['acc'], b.rows[key]['acc']
+        ca, cb = chance_reading(ra), chance_reading(rb)
+        same_chance += ca == cb
+        inside = (ra['n'] and rb['n'] and rb['low'] <= ra['mean'] <= rb['high']
+                  and ra['low'] <= rb['mean'] <= ra['high'])
+        within += bool(inside)
+        label = f'{key[0]} (D {key[1]}, L {key[2] ** 2}, d {key[3]}, {key[4]} pair(s))'
+        if ca != cb:
+            differ.append(f'{label}: {ca} ({fmt_acc(ra)}) vs {cb} ({fmt_acc(rb)})')
+        ga, gb = a.gaps.get(key), b.gaps.get(key)
+        if ga and gb:
+            gaps += 1
+            if gap_reading(ga) == gap_reading(gb):
+                same_gap += 1
+            else:
+                differ.append(f'{label} minus {REFERENCE}: {gap_reading(ga)} ({fmt_gap(ga)}) vs '
+                              f'{gap_reading(gb)} ({fmt_gap(gb)})')
+    return dict(cells=len(keys), same_chance=same_chance, same_gap=same_gap, gaps=gaps,
+                within=within, differ=differ, seeds=[res['plan']['seeds'], rep['plan']['seeds']])
