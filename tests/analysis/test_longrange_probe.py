@@ -266,9 +266,12 @@ def test_cost_front_and_attention_threshold_come_from_the_counts():
                  flops_by_op={'scaled_dot_product_attention': 0.01 * L * L}, latency_ms=3.0,
                  params=1)]
     ix = Index(_res(recs, {'L': [[48, 20, 9, 2]]}, cost=cost))
-    # equal FLOPs, higher accuracy: the dilated CNN dominates the plain one
+    # a mixer at chance is off the front whatever it costs; equal accuracy: the cheaper one
     assert cost_front(ix, (48, 20, 9, 2)) == ['gated_cnn_dilated']
-    assert cost_front(ix, (48, 20, 9, 2), 'latency_ms') == ['gated_cnn', 'gated_cnn_dilated']
+    assert cost_front(ix, (48, 20, 9, 2), 'latency_ms') == ['gated_cnn_dilated']
+    cost[2]['latency_ms'] = 0.5  # attention now the fastest at equal accuracy: alone on the front
+    ix = Index(_res(recs, {'L': [[48, 20, 9, 2]]}, cost=cost))
+    assert cost_front(ix, (48, 20, 9, 2), 'latency_ms') == ['attention']
     th = attention_cost_thresholds(ix)[0]
     assert th['l_star'] == pytest.approx(800) and th['cross_gated_cnn'] == pytest.approx(200)
 

@@ -84,18 +84,26 @@ def attention_cost_thresholds(ix: Index) -> List[Dict[str, Any]]:
     return out
 
 
+#: Accuracies closer than this count as equal on the accuracy-cost front (means of 3 seeds).
+FRONT_TIE = 0.01
+
+
 def cost_front(ix: Index, point: Sequence[int], key: str = 'flops') -> List[str]:
-    """Mixers on the accuracy-cost Pareto front at a point: no other mixer is at least as
-    accurate (mean at d) and at most as costly, with one of the two strictly."""
+    """Mixers on the accuracy-cost Pareto front at a point, among those above chance there (a
+    mixer at chance does not do the task at any cost): no other is at least as accurate (mean at
+    d, ties within :data:`FRONT_TIE`) and at most as costly, with one of the two strictly.
+    Cheapest first."""
     dim, grid = point[0], point[1]
     cand = []
     for m in ix.mixers:
         row, c = ix.row(m, point), ix.cost.get((m, dim, grid))
-        if row and row['acc']['n'] and c and c.get(key) is not None:
+        if (row and chance_reading(row['acc']) == 'above chance' and c
+                and c.get(key) is not None):
             cand.append((m, row['acc']['mean'], c[key]))
     front = []
     for m, acc, cost in cand:
-        dominated = any(a2 >= acc and c2 <= cost and (a2 > acc or c2 < cost)
+        dominated = any(a2 > acc - FRONT_TIE and c2 <= cost
+                        and (a2 > acc + FRONT_TIE or c2 < cost)
                         for m2, a2, c2 in cand if m2 != m)
         if not dominated:
             front.append(m)
@@ -274,22 +282,36 @@ def _cost_bullets(ix: Index) -> List[str]:
     if th:
         items = []
         for t in th:
-            s = f"D {t['dim']}: L* = {t['l_star']:.0f} = {t['l_star_over_d']:.1f}·D"
+            x = f"D {t['dim']}: L* = {t['l_star']:.0f} = {t['l_star_over_d']:.1f}·D"
             if 'cross_ss2d' in t:
-                s += f", attention costs more FLOPs than SS2D beyond L = {t['cross_ss2d']:.0f}"
-            items.append(s)
+                cross = t['cross_ss2d']
+                x += (', attention costs more FLOPs than SS2D at every L' if cross < 1 else
+                      f', attention costs more FLOPs than SS2D beyond L = {cross:.0f}')
+            items.append(x)
+        ratios = [t['l_star_over_d'] for t in th]
+        moves = ''
+        if len(th) > 1:
+            spread = max(ratios) / min(ratios) - 1
+            moves = (f' L*/D varies by {100 * spread:.0f}% across D: the cost threshold moves '
+                     'with D, as L/(6D) says' if spread < 0.1 else
+                     f' L*/D varies by {100 * spread:.0f}% across D')
         out.append('Cost (counted FLOPs): attention\'s quadratic term overtakes its linear part '
-                   'at L* (the paper\'s 6D for a block with a 4x MLP; this probe\'s MLP is '
-                   'matched to the Gated CNN\'s parameters) — ' + '; '.join(items) + '.')
-    for axis in ('L', 'd'):
+                   'at L* (6D for the paper\'s block with a 4x MLP; this probe\'s MLP is matched '
+                   'to the Gated CNN\'s parameters) — ' + '; '.join(items) + '.' + moves
+                   + ('.' if moves else ''))
+    for axis in ('d', 'L'):
         for p in ix.points.get(axis, []):
-            for key, unit in (('flops', 'FLOPs'), ('latency_ms', 'latency')):
-                front = cost_front(ix, p, key)
-                if not front:
-                    continue
-                items = ', '.join(f"{m} ({ix.row(m, p)['acc']['mean']:.2f})" for m in front)
-                out.append(f'Accuracy-cost front (axis {axis}, D {p[0]}, L {p[1] ** 2}, d {p[2]}, '
-                           f'{unit}), cheapest first: {items}.')
+            if axis == 'd' and p in ix.points.get('L', []):
+                continue  # said once, under L
+            fronts = {unit: cost_front(ix, p, key)
+                      for key, unit in (('flops', 'FLOPs'), ('latency_ms', 'latency'))}
+            if not any(fronts.values()):
+                continue
+            items = '; '.join(f'by {unit}: ' + ', '.join(
+                f"{m} ({ix.row(m, p)['acc']['mean']:.2f})" for m in front)
+                for unit, front in fronts.items() if front)
+            out.append(f'Accuracy-cost front (axis {axis}, D {p[0]}, L {p[1] ** 2}, d {p[2]}; '
+                       f'mixers above chance, cheapest first) {items}.')
     return out
 
 
@@ -321,7 +343,10 @@ def headline(res: Dict[str, Any], settings) -> str:
         elif readings == {'at chance'}:
             chance.append(m)
         elif readings:
-            mixed.append(m)
+            r = ix.fields.get(m, math.inf)
+            inside = ', '.join(map(str, sorted({p[2] for p in beyond if p[2] <= r})))
+            mixed.append(f'{m} is above chance only within its radius {r:g} (d = {inside})'
+                         if math.isfinite(r) and inside else f'{m} is above chance in some cells')
     parts = []
     if beyond:
         ds = sorted({p[2] for p in beyond})
@@ -329,7 +354,7 @@ def headline(res: Dict[str, Any], settings) -> str:
                      f'{len(beyond)} cells) ' + '; '.join(
                          x for x in (f'{", ".join(above)} stay above chance' if above else '',
                                      f'{", ".join(chance)} are at chance' if chance else '',
-                                     f'{", ".join(mixed)} depend on the cell' if mixed else '')
+                                     '; '.join(mixed))
                          if x))
     for axis in ('L', 'D'):
         pts = ix.points.get(axis, [])
