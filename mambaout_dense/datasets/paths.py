@@ -81,7 +81,7 @@ def check_data_paths(cfg: Config, splits: Tuple[str, ...]) -> None:
                     root = ds.get('data_root', '') or osp.dirname(path)
                     raise DataError(
                         f'{split}: {what} not found: {path!r}. Put the dataset there (see '
-                        f'README.md, "Datasets"), set data_root with --cfg-options, or make a '
+                        f'README.md, "Configs"), set data_root with --cfg-options, or make a '
                         f'synthetic one: python {SYNTHETIC_TOOL}'
                         f' {kind} --out {root}')
                 if what == 'ann_file' and path.endswith('.json'):
