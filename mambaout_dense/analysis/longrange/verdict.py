@@ -271,8 +271,10 @@ def _D_bullets(ix: Index) -> List[str]:
         else:
             ahead = [f'{p[0]}' for p in pts if ix.gap(m, p) and gap_reading(ix.gap(m, p))
                      == 'ahead']
-            out.append(f'Axis D: {m} is ahead of {REFERENCE} only at D = {", ".join(ahead)}: '
-                       f'the lead changes with D.')
+            rest = [f'{p[0]}' for p in pts if ix.gap(m, p) and f'{p[0]}' not in ahead]
+            out.append(f'Axis D: {m}\'s lead over {REFERENCE} is established only at D = '
+                       f'{", ".join(ahead)} (at D = {", ".join(rest)} its interval holds 0 or '
+                       f'lies below).')
     return out
 
 
