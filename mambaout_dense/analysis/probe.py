@@ -29,7 +29,7 @@ FLOP, the selective scan and scaled-dot-product attention counted by registered 
 """
 import math
 from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -376,29 +376,3 @@ def probe_complexity(model: nn.Module, grid: int, patch: Optional[int] = None,
     blocks = block_params(model) if isinstance(model, ProbeNet) else []
     return dict(params=_count(model), block_params=blocks, flops=flops, flops_by_op=by_op,
                 tokens=grid * grid)
-
-
-def complexity_table(mixers: Sequence[str], grid: int, **probe_kwargs: Any) -> List[Dict[str, Any]]:
-    """:func:`probe_complexity` of each mixer's probe, with its params relative to Gated CNN's.
-
-    Args:
-        mixers (Sequence[str]): Mixers.
-        grid (int): Tokens per side of the FLOP count.
-        **probe_kwargs: :class:`ProbeNet` arguments (dim, depth, patch, d_state, ...).
-
-    Returns:
-        list[dict]: One row per mixer: ``mixer``, ``params``, ``params_vs_gated``
-        (ratio - 1), ``flops`` (per image), ``flops_by_op``, ``tokens``, ``receptive_field``.
-    """
-    rows = []
-    ref = _count(ProbeNet('gated_cnn', **probe_kwargs))
-    for mixer in mixers:
-        torch.manual_seed(0)
-        model = ProbeNet(mixer, **probe_kwargs)
-        res = probe_complexity(model, grid)
-        rows.append(dict(mixer=mixer, params=res['params'],
-                         params_vs_gated=res['params'] / ref - 1.0, flops=res['flops'],
-                         flops_by_op=res['flops_by_op'], tokens=res['tokens'],
-                         receptive_field=receptive_field(mixer, model.depth,
-                                                         window=probe_kwargs.get('window', 7))))
-    return rows
