@@ -307,3 +307,14 @@ def test_replication_compares_readings_cell_by_cell():
     text = replication_text(res, bad)
     assert 'same chance reading in 1 of 2' in text and 'ss2d (D 48, L 400, d 9' in text
     assert 'above chance' in text and 'at chance' in text
+
+
+def test_the_factorial_axis_gets_a_table_row_per_point():
+    from mambaout_dense.analysis.longrange.report import factorial_table
+    recs = [_rec(m, d, k, 0.5 if m == 'gated_cnn' else 0.99, grid=g, dim=D)
+            for m in ('gated_cnn', 'ss2d') for (D, g, d) in ((32, 16, 9), (64, 20, 12))
+            for k in range(3)]
+    text = '\n'.join(factorial_table(Index(_res(recs, {'factorial': [[32, 16, 9, 2],
+                                                                      [64, 20, 12, 2]]}))))
+    assert '| 32 | 256 | 1.33 | 9 |' in text and '| 64 | 400 | 1.04 | 12 |' in text
+    assert text.count('+0.49') == 2  # ss2d - gated_cnn in both rows

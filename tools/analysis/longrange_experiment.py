@@ -45,7 +45,7 @@ UPERNET_BACKBONES = ('mambaout', 'vmamba', 'hybrid')
 DEFAULT_SEEDS = (0, 1, 2)
 #: Preset overrides (explicit flags win).
 PRESETS: Dict[str, Dict[str, Any]] = {
-    'gpu': dict(axes=['d', 'L', 'D', 'shortcut', 'factorial'], l_grids=[16, 20, 24, 32],
+    'gpu': dict(axes=['d', 'L', 'D', 'shortcut', 'factorial'], d_grid=24, l_grids=[16, 20, 24, 32],
                 distances=[9, 12, 16], dims=[32, 48, 64], device='cuda', jobs=8),
 }
 

@@ -82,12 +82,31 @@ def _axis(ix: Index, axis: str, settings: ProbeSettings) -> List[str]:
     return [title, '', acc, '', gaps, '']
 
 
+def factorial_table(ix: Index) -> List[str]:
+    """The factorial axis: one row per (D, L, d), accuracy per mixer and SS2D's paired gap."""
+    pts = ix.points.get('factorial', [])
+    mixers = ix.mixers_at(pts)
+    if not mixers:
+        return []
+    rows = []
+    for p in sorted(pts):
+        cells = [str(p[0]), str(p[1] ** 2), f'{p[1] ** 2 / (6 * p[0]):.2f}', str(p[2])]
+        for m in mixers:
+            r = ix.row(m, p)
+            cells.append('' if r is None else f"{fmt_acc(r['acc'])} ({r['learned']}/{r['runs']})")
+        cells.append(fmt_gap(ix.gap('ss2d', p)))
+        rows.append(cells)
+    return ['**Factorial** — every width x grid x distance that fits:', '',
+            _table(['D', 'L', 'L/(6D)', 'd'] + mixers + [f'ss2d − {REFERENCE}'], rows), '']
+
+
 def axis_tables(ix: Index, settings: ProbeSettings) -> List[str]:
-    """Markdown blocks of the d, L and D axes: accuracy (learned/runs) and paired gaps."""
+    """Markdown blocks of the d, L and D axes (accuracy (learned/runs) and paired gaps) and of
+    the factorial axis when it was run."""
     out = []
     for axis in ('d', 'L', 'D'):
         out += _axis(ix, axis, settings)
-    return out
+    return out + factorial_table(ix)
 
 
 def shortcut_table(ix: Index) -> str:
