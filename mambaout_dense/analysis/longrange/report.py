@@ -189,9 +189,12 @@ def replication_text(res: Dict[str, Any], rep: Dict[str, Any]) -> str:
             f"in {r['same_chance']} of {r['cells']}, the same gap reading in {r['same_gap']} of "
             f"{r['gaps']}, each mean inside the other's 95% interval in {r['within']} of "
             f"{r['cells']}.")
-    if not r['differ']:
-        return head + ' No reading differs.'
-    return head + ' Readings that differ:\n\n' + '\n'.join(f'- {x}' for x in r['differ'])
+    text = head + (' No reading differs.' if not r['differ'] else ' Readings that differ:\n\n'
+                   + '\n'.join(f'- {x}' for x in r['differ']))
+    if r['outside']:
+        text += ('\n\nMeans outside the other run\'s interval:\n\n'
+                 + '\n'.join(f'- {x}' for x in r['outside']))
+    return text
 
 
 def render_markdown(res: Dict[str, Any], rep: Optional[Dict[str, Any]] = None) -> str:

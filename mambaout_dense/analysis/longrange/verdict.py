@@ -384,12 +384,13 @@ def replication(res: Dict[str, Any], rep: Dict[str, Any]) -> Dict[str, Any]:
     Returns:
         dict: ``cells`` (compared), ``same_chance``, ``same_gap`` (of those with a gap),
         ``gaps``, ``within`` (means inside the other's interval, both ways), ``differ`` (lines
-        naming each cell whose reading differs), ``seeds`` of each.
+        naming each cell whose reading differs), ``outside`` (cells whose means are not inside
+        each other's intervals), ``seeds`` of each.
     """
     a, b = Index(res), Index(rep)
     keys = sorted(set(a.rows) & set(b.rows))
     same_chance = same_gap = gaps = within = 0
-    differ = []
+    differ, outside = [], []
     for key in keys:
         ra, rb = a.rows[key]['acc'], b.rows[key]['acc']
         ca, cb = chance_reading(ra), chance_reading(rb)
@@ -398,6 +399,8 @@ def replication(res: Dict[str, Any], rep: Dict[str, Any]) -> Dict[str, Any]:
                   and ra['low'] <= rb['mean'] <= ra['high'])
         within += bool(inside)
         label = f'{key[0]} (D {key[1]}, L {key[2] ** 2}, d {key[3]}, {key[4]} pair(s))'
+        if not inside:
+            outside.append(f'{label}: {fmt_acc(ra)} vs {fmt_acc(rb)}')
         if ca != cb:
             differ.append(f'{label}: {ca} ({fmt_acc(ra)}) vs {cb} ({fmt_acc(rb)})')
         ga, gb = a.gaps.get(key), b.gaps.get(key)
@@ -409,4 +412,5 @@ def replication(res: Dict[str, Any], rep: Dict[str, Any]) -> Dict[str, Any]:
                 differ.append(f'{label} minus {REFERENCE}: {gap_reading(ga)} ({fmt_gap(ga)}) vs '
                               f'{gap_reading(gb)} ({fmt_gap(gb)})')
     return dict(cells=len(keys), same_chance=same_chance, same_gap=same_gap, gaps=gaps,
-                within=within, differ=differ, seeds=[res['plan']['seeds'], rep['plan']['seeds']])
+                within=within, differ=differ, outside=outside,
+                seeds=[res['plan']['seeds'], rep['plan']['seeds']])
