@@ -302,6 +302,7 @@ def test_replication_compares_readings_cell_by_cell():
     res, rep, bad = _res(main, pts), _res(same, pts), _res(other, pts)
     rep['plan']['seeds'] = bad['plan']['seeds'] = [3, 4, 5]
     text = replication_text(res, rep)
+    assert 'the one-line verdict is the same' in text
     assert 'same chance reading in 2 of 2' in text and 'same gap reading in 1 of 1' in text
     assert 'No reading differs' in text
     text = replication_text(res, bad)

@@ -185,10 +185,11 @@ def replication_text(res: Dict[str, Any], rep: Dict[str, Any]) -> str:
     """Markdown of :func:`~.verdict.replication`: the verdict's readings under other seeds."""
     r = replication(res, rep)
     head = (f"Seeds {', '.join(map(str, r['seeds'][1]))} against "
-            f"{', '.join(map(str, r['seeds'][0]))}, {r['cells']} cells: the same chance reading "
-            f"in {r['same_chance']} of {r['cells']}, the same gap reading in {r['same_gap']} of "
-            f"{r['gaps']}, each mean inside the other's 95% interval in {r['within']} of "
-            f"{r['cells']}.")
+            f"{', '.join(map(str, r['seeds'][0]))}: the one-line verdict is "
+            f"{'the same' if r['same_headline'] else 'different'}; {r['cells']} cells: the same "
+            f"chance reading in {r['same_chance']} of {r['cells']}, the same gap reading in "
+            f"{r['same_gap']} of {r['gaps']}, each mean inside the other's 95% interval in "
+            f"{r['within']} of {r['cells']}.")
     text = head + (' No reading differs.' if not r['differ'] else ' Readings that differ:\n\n'
                    + '\n'.join(f'- {x}' for x in r['differ']))
     if r['outside']:

@@ -385,7 +385,7 @@ def replication(res: Dict[str, Any], rep: Dict[str, Any]) -> Dict[str, Any]:
         dict: ``cells`` (compared), ``same_chance``, ``same_gap`` (of those with a gap),
         ``gaps``, ``within`` (means inside the other's interval, both ways), ``differ`` (lines
         naming each cell whose reading differs), ``outside`` (cells whose means are not inside
-        each other's intervals), ``seeds`` of each.
+        each other's intervals), ``same_headline`` (:func:`headline` unchanged), ``seeds``.
     """
     a, b = Index(res), Index(rep)
     keys = sorted(set(a.rows) & set(b.rows))
@@ -411,6 +411,9 @@ def replication(res: Dict[str, Any], rep: Dict[str, Any]) -> Dict[str, Any]:
             else:
                 differ.append(f'{label} minus {REFERENCE}: {gap_reading(ga)} ({fmt_gap(ga)}) vs '
                               f'{gap_reading(gb)} ({fmt_gap(gb)})')
+    from .settings import ProbeSettings
+    settings = ProbeSettings.from_dict(res['settings'])
     return dict(cells=len(keys), same_chance=same_chance, same_gap=same_gap, gaps=gaps,
                 within=within, differ=differ, outside=outside,
+                same_headline=headline(res, settings) == headline(rep, settings),
                 seeds=[res['plan']['seeds'], rep['plan']['seeds']])
