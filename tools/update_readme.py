@@ -41,8 +41,10 @@ AREAS: List[Tuple[str, str, str]] = [
 ]
 ALGORITHMS = {'mask_rcnn': 'Mask R-CNN', 'upernet': 'UperNet'}
 BACKBONES = ('mambaout', 'vmamba', 'hybrid')
-VARIANTS = {'': '1x / 160k', '3x': '3x, multi-scale', 'synthetic': 'CPU-sized, synthetic data',
+VARIANTS = {'3x': '3x, multi-scale', 'synthetic': 'CPU-sized, synthetic data',
             'longrange': 'long-range arm (Femto)'}
+#: The variant of a config without one: its algorithm's standard schedule.
+STANDARD = {'mask_rcnn': '1x (12 epochs)', 'upernet': '160k iterations'}
 REPO_FOLDERS = [
     ('configs/', '`_base_/` plus one file per experiment (`{algorithm}_{backbone}_{size}.py`)'),
     ('tools/', 'command lines: install, train/test/demo, dist/slurm launchers, analysis, '
@@ -118,7 +120,7 @@ def configs_table(config_dir: str) -> str:
                 inner = ','.join(s[len(head):len(s) - len(tail) or None] for _, s in items)
                 cells.append(f'`{head}{{{inner}}}{tail}.py`')
         label = ' '.join(VARIANTS.get(v, v) for v in variant.split('_')) if variant else \
-            VARIANTS['']
+            STANDARD[algo]
         lines.append(f'| {ALGORITHMS[algo]} | {label} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
