@@ -414,12 +414,16 @@ def run_probe(args: argparse.Namespace, argv: List[str]) -> int:
         + ', '.join(f'{a}: {len(p)} point(s)' for a, p in points.items())
         + f'; seeds {" ".join(map(str, plan.seeds))}), {len(done)} done in {store.path}, '
         f'{len(todo)} to run; settings {settings.key()}')
-    mixers = list(dict.fromkeys([*plan.mixers, *plan.shortcut_mixers]))
-    fields = local_fields(settings, mixers)
+    # the report covers every finished cell of these settings, also those of axes run by
+    # earlier commands: fields and cost are for all of them, computed once
+    earlier = [lr.Cell(r['mixer'], r['dim'], r['grid'], r['distance'], r['pairs'], r['seed'])
+               for r in done.values()]
+    fields = local_fields(settings, dict.fromkeys(
+        [*plan.mixers, *plan.shortcut_mixers, *(c.mixer for c in earlier)]))
     if args.no_cost:
         cost = dict(rows=[], environment=None)
     else:
-        cost = cost_of(settings, cells, work_dir, args.device, flops=True)
+        cost = cost_of(settings, cells + earlier, work_dir, args.device, flops=True)
         log('[longrange] fields (radius in tokens), parameters, FLOPs and latency:\n'
             + cost_markdown(cost['rows'], fields))
     if args.dry_run:
@@ -485,24 +489,15 @@ def run_probe(args: argparse.Namespace, argv: List[str]) -> int:
                                         for c, t in pending.values())
                     log(f'[longrange] running: {running}; elapsed {_fmt_time(now - start)}')
     wall = time.perf_counter() - start
-    # every finished cell of these settings, also those of axes run by earlier commands
-    records = list(store.load(settings.key()).values())
     all_cells = {c.key() for c in cells}
-    md = write_results(work_dir, settings, plan, records, cost_of(
-        settings, [lr.Cell(r['mixer'], r['dim'], r['grid'], r['distance'], r['pairs'], r['seed'])
-                   for r in records], work_dir, args.device, flops=True)
-        if not args.no_cost else cost, fields_for(settings, records, fields), wall,
-        sum(1 for r in records if r['cell'] in all_cells and r['cell'] not in done), argv)
+    md = write_results(work_dir, settings, plan, records, cost, fields, wall,
+                       sum(1 for r in records if r['cell'] in all_cells and r['cell'] not in done),
+                       argv)
     finished = sum(1 for r in records if r['cell'] in all_cells)
     log(f'[longrange] {finished}/{len(cells)} cells of this plan; wrote {md}, results.json and '
         f'the plots in {work_dir} ({_fmt_time(wall)} this session)')
     print(open(md).read())
     return 0 if finished == len(cells) else 1
-
-
-def fields_for(settings, records, fields) -> Dict[str, Optional[float]]:
-    """The fields of every mixer in the records (earlier axes may hold other mixers)."""
-    return {**local_fields(settings, {r['mixer'] for r in records}), **fields}
 
 
 def main(argv=None) -> int:
