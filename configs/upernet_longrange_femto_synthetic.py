@@ -1,22 +1,29 @@
-# UperNet on the cue-distance task of the long-range probe (mambaout_dense.datasets.synthetic.
-# longrange): the pixels of a grey target take the colour (red/blue) of a marker exactly d
-# stride-4 tokens away; every other pixel is unlabelled. The second arm of
-# tools/analysis/longrange_experiment.py (--arm upernet), which writes one set per (size, d),
-# sets data_root and max_iters, and reads aAcc (= accuracy on the target pixels, chance 50%).
-# Femto-sized backbones of matched parameter count, from scratch. This file uses
-# MambaOut-Femto; upernet_longrange_{vmamba,hybrid}_femto.py swap the backbone.
-#   python tools/analysis/longrange_experiment.py --arm upernet --iters 2000 --device cuda
+# UperNet on the long-range task (mambaout_dense.datasets.synthetic.longrange_dense): two
+# target-marker pairs per image, one red and one blue marker; the pixels of each grey target take
+# the colour of their own marker, exactly d scene tokens away; every other pixel is unlabelled.
+# Each set mixes a near group (the local control, d = 3) with a far group, in training and in
+# validation, and GroupedPixelMetric scores the labelled pixels of each group apart (near_acc,
+# far_acc, near_mIoU, ...). The arm of tools/analysis/longrange_experiment.py (--arm upernet)
+# writes the set and sets data_root, the size and the schedule. Femto-sized backbones of matched
+# parameter count, from scratch. This file uses MambaOut-Femto;
+# upernet_longrange_{vmamba,hybrid}_femto.py swap the backbone.
+#   python tools/analysis/longrange_experiment.py --arm upernet
 _base_ = [
     './_base_/models/upernet_mambaout.py',
     'mmseg::_base_/default_runtime.py',
     './_base_/default_runtime.py',
 ]
-size = 128  # image side of the generated set: a 32x32 grid of stride-4 tokens
+custom_imports = dict(imports=[
+    'mambaout_dense.models', 'mambaout_dense.engine', 'mambaout_dense.safe_io',
+    'mambaout_dense.evaluation.grouped_seg_metric'
+], allow_failed_imports=False)
+size = 128  # image side: the driver's --sizes replace it (model.data_preprocessor.size)
 crop_size = (size, size)
-data_root = 'data/synthetic_longrange/g32_d16'
-metainfo = dict(classes=('red', 'blue'),  # PNG 1..2; 0 = every pixel outside the target, ignored
+data_root = 'data/synthetic_longrange/s128'
+metainfo = dict(classes=('red', 'blue'),  # PNG 1..2; 0 = every pixel outside the targets, ignored
                 palette=[[230, 25, 25], [25, 64, 230]])
 norm_cfg = dict(type='BN', requires_grad=True)  # one CPU process: no SyncBN
+head_channels = 64  # slim head for this arm (512 in the ADE20K recipe): CPU-sized
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
@@ -26,24 +33,25 @@ model = dict(
     decode_head=dict(
         in_channels=[48, 96, 192, 288],  # = backbone out_channels
         # No pyramid pooling: its global average pool would hand the marker's colour to every
-        # pixel through the head, whatever the backbone. The rest of the head is 3x3 convs (local),
-        # so long-range information must come through the backbone.
+        # pixel through the head, whatever the backbone. The rest of the head is 1x1 and 3x3
+        # convs (local) plus the FPN's upsampling, so long-range information must come
+        # through the backbone.
         pool_scales=(),
-        channels=128,  # 512 in the ADE20K recipe; small for a CPU
+        channels=head_channels,
         num_classes=2,
         norm_cfg=norm_cfg,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
                          avg_non_ignore=True)),
     auxiliary_head=dict(
         in_channels=192,  # stage-3 width
-        channels=64,
+        channels=head_channels,
         num_classes=2,
         norm_cfg=norm_cfg,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4,
                          avg_non_ignore=True)))
 
-# Full images, no crop or rescale: a crop could cut the marker off. A flip moves the marker and
-# the target together and keeps their distance.
+# Full images, no crop or rescale: a crop could cut a marker off. A flip moves the markers and
+# the targets together and keeps their distances.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
@@ -58,41 +66,43 @@ test_pipeline = [
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
                img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=True)
 train_dataloader = dict(
-    batch_size=4,  # one CPU process
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
+    batch_size=8,
+    num_workers=0,  # 2-core CPU: loading 128-px files in the main process is cheaper
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),  # near and far images mixed
     dataset=dict(**dataset, pipeline=train_pipeline,
                  data_prefix=dict(img_path='images/training',
                                   seg_map_path='annotations/training')))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(**dataset, pipeline=test_pipeline,
                  data_prefix=dict(img_path='images/validation',
                                   seg_map_path='annotations/validation')))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+val_evaluator = dict(type='mambaout_dense.GroupedPixelMetric', num_classes=2)
 test_evaluator = val_evaluator
 
-# Schedule: the driver replaces max_iters (and the iteration numbers below) from --iters.
+# Schedule: the driver replaces max_iters, val_interval and the scheduler's iteration numbers
+# from --iters and --curve-points. The probe's recipe: AdamW, linear warm-up, cosine to 0.
 max_iters = 1000
-warmup_iters = 50
+warmup_iters = 100  # 10% of max_iters, as the probe
 optim_wrapper = dict(
     type='OptimWrapper',
     # merges mmengine's one-group-per-parameter so foreach kernels apply (much faster on CPU)
     constructor='mambaout_dense.MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05,
                    foreach=True),  # from scratch: lr 1e-3; foreach: the loop is slow on CPU
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}),
+    clip_grad=dict(max_norm=5.0, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=warmup_iters, end=max_iters,
-         by_epoch=False),
+    dict(type='CosineAnnealingLR', T_max=max_iters - warmup_iters, eta_min=0.0,
+         begin=warmup_iters, end=max_iters, by_epoch=False),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters // 4)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(

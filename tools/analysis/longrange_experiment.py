@@ -39,8 +39,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Dict, List, Optional
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-#: Backbones of the UperNet arm: configs/upernet_longrange_{name}_femto.py.
-UPERNET_BACKBONES = ('mambaout', 'vmamba', 'hybrid')
+#: The dense arms (mambaout_dense.analysis.dense_longrange): UperNet and Mask R-CNN.
+DENSE_ARMS = ('upernet', 'maskrcnn')
 #: Seeds of the reported runs; 100 and 101 were the tuning seeds (docs/longrange.md).
 DEFAULT_SEEDS = (0, 1, 2)
 #: Preset overrides (explicit flags win).
@@ -102,17 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print the plan, fields, parameters and cost, then stop')
     g.add_argument('--no-cost', action='store_true',
                    help='skip the FLOP count and the latency measurement')
-    g.add_argument('--arm', choices=('probe', 'upernet'), default='probe',
-                   help='probe: the probe network (default); upernet: Femto-sized UperNet '
-                   'backbones through tools/train.py on written data (slow on a CPU)')
-    u = parser.add_argument_group('upernet arm (--arm upernet; --iters, --batch, --seeds, '
-                                  '--distances, --threads, --learned-threshold apply too)')
-    u.add_argument('--backbones', nargs='+', choices=UPERNET_BACKBONES,
-                   default=list(UPERNET_BACKBONES))
-    u.add_argument('--size', type=int, default=128,
-                   help='image side in pixels (default 128: 32x32 stride-4 tokens)')
-    u.add_argument('--num-train', type=int, default=2000, help='training images per distance')
-    u.add_argument('--num-val', type=int, default=200, help='validation images per distance')
+    g.add_argument('--arm', choices=('probe', ) + DENSE_ARMS, default='probe',
+                   help='probe: the probe network (default); upernet, maskrcnn: the dense arms '
+                   '(UperNet / Mask R-CNN with Femto backbones through tools/train.py; their '
+                   'own options: --arm upernet --help)')
     p = parser.add_argument_group('probe and training (every cell)')
     for name, typ, help_ in (
             ('depth', int, 'blocks'), ('patch', int, 'pixels per token side'),
@@ -294,107 +287,6 @@ def write_results(work_dir: str, settings, plan, records: List[Dict[str, Any]],
     return osp.join(work_dir, 'results.md')
 
 
-# ----------------------------------------------------------------------------- UperNet arm
-def _upernet_options(args: argparse.Namespace, root: str, seed: int) -> List[str]:
-    iters = args.iters
-    warm = max(1, int(args.warmup * iters))
-    opts = [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'param_scheduler.0.end={warm}', f'param_scheduler.1.begin={warm}',
-            f'param_scheduler.1.end={max(iters, warm + 1)}',
-            f'default_hooks.checkpoint.interval={iters}',
-            f'default_hooks.logger.interval={max(1, min(50, iters // 5))}',
-            f'model.data_preprocessor.size=({args.size},{args.size})',
-            f'train_dataloader.batch_size={args.batch}', f'randomness.seed={seed}']
-    for split in ('train', 'val', 'test'):
-        opts += [f'{split}_dataloader.dataset.data_root={root}',
-                 f'{split}_dataloader.num_workers=0',
-                 f'{split}_dataloader.persistent_workers=False']
-    return opts
-
-
-def _last_aacc(work_dir: str) -> Optional[float]:
-    """aAcc (%) of the last validation in the newest run of a tools/train.py work dir."""
-    from mambaout_dense.analysis.run_logs import scalar_records
-    accs = [float(r['aAcc']) for r in scalar_records(work_dir, newest_only=True) if 'aAcc' in r]
-    return accs[-1] if accs else None
-
-
-def run_upernet_arm(args: argparse.Namespace, argv: List[str]) -> int:
-    """UperNet + Femto backbones via tools/train.py, one set per distance, resumable."""
-    import subprocess
-
-    from mambaout_dense.analysis import longrange as lr
-    from mambaout_dense.analysis.tables import write_json, write_text
-    from mambaout_dense.datasets.synthetic.longrange import generate_longrange, min_distance
-    work_dir = osp.abspath(args.work_dir)
-    grid = args.size // args.patch
-    local = min_distance(args.target, args.marker)
-    distances = [local] + [d for d in args.distances if d != local]
-    key = f'upernet-s{args.size}-i{args.iters}-b{args.batch}-n{args.num_train}-{args.num_val}'
-    store = lr.ResultStore(osp.join(work_dir, 'upernet_cells.jsonl'))
-    done = store.load(key)
-    cells = [(b, d, s) for s in args.seeds for d in distances for b in args.backbones]
-    todo = [c for c in cells if f'upernet/{c[0]}/d{c[1]}/s{c[2]}' not in done]
-    log(f'[longrange] UperNet arm: {len(cells)} cells, {len(done)} done, {len(todo)} to run '
-        f'({args.size}-px images = {grid}x{grid} stride-4 tokens; d = {distances})')
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    start = time.perf_counter()
-    for i, (backbone, d, seed) in enumerate(todo):
-        root = osp.join(work_dir, 'data', f's{args.size}_d{d}_n{args.num_train}_{args.num_val}')
-        if not osp.isfile(osp.join(root, 'longrange_meta.json')):
-            generate_longrange(root, args.num_train, args.num_val, args.size, 0, d, args.patch,
-                               args.target, args.marker, args.background, overwrite=True)
-        cell_dir = osp.join(work_dir, 'upernet', f'{backbone}_d{d}_s{seed}')
-        os.makedirs(cell_dir, exist_ok=True)
-        cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'),
-               osp.join(REPO_ROOT, 'configs', f'upernet_longrange_{backbone}_femto.py'),
-               '--work-dir', cell_dir, '--cfg-options', *_upernet_options(args, root, seed)]
-        t0 = time.perf_counter()
-        with open(osp.join(cell_dir, 'train_stdout.log'), 'w') as f:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
-                                cwd=REPO_ROOT).returncode
-        acc = _last_aacc(cell_dir)
-        wall = time.perf_counter() - t0
-        if rc != 0 or acc is None:
-            log(f'[longrange] upernet/{backbone}/d{d}/s{seed} FAILED (rc {rc}); see '
-                f'{osp.join(cell_dir, "train_stdout.log")}')
-            continue
-        rec = dict(cell=f'upernet/{backbone}/d{d}/s{seed}', settings_key=key, mixer=backbone,
-                   grid=grid, tokens=grid * grid, distance=d, seed=seed, acc=acc / 100,
-                   wall_s=wall)
-        store.append(rec)
-        elapsed = time.perf_counter() - start
-        log(f'[longrange] [{i + 1}/{len(todo)}] {rec["cell"]}: aAcc {acc:.1f}% in {wall:.0f} s'
-            f' | ETA {_fmt_time(elapsed / (i + 1) * (len(todo) - i - 1))}')
-    recs = list(store.load(key).values())
-    by_local = {(r['mixer'], r['seed']): r['acc'] for r in recs if r['distance'] == local}
-    for r in recs:  # a run counts when the local run of its backbone and seed learned
-        r['acc_local'] = by_local.get((r['mixer'], r['seed']), math.nan)
-        r['learned'] = bool(r['acc_local'] >= args.learned_threshold)
-    rows = []
-    for key_ in sorted({(r['mixer'], r['distance']) for r in recs}):
-        rs = [r for r in recs if (r['mixer'], r['distance']) == key_]
-        ok = [r for r in rs if r['learned']]
-        rows.append(dict(mixer=key_[0], distance=key_[1], runs=len(rs), learned=len(ok),
-                         acc=lr.mean_std_ci([r['acc'] for r in ok])))
-    lines = ['| backbone | d (stride-4 tokens) | accuracy (learned/runs) |', '|---|---|---|']
-    for r in rows:
-        acc = r['acc']
-        text = 'n/a' if not acc['n'] else f"{acc['mean']:.2f}" + (
-            f" ± {acc['std']:.2f}" if acc['n'] > 1 else '')
-        lines.append(f"| {r['mixer']} | {r['distance']} | {text} ({r['learned']}/{r['runs']}) |")
-    table = '\n'.join(lines) if recs else 'no finished cells'
-    write_json(osp.join(work_dir, 'upernet_results.json'), dict(
-        key=key, size=args.size, distances=distances, records=recs,
-        summary=rows, command='python tools/analysis/longrange_experiment.py '
-        + ' '.join(argv)))
-    write_text(osp.join(work_dir, 'upernet_results.md'),
-               f'UperNet arm: accuracy on the target pixels (aAcc), mean ± std over seeds whose '
-               f'local run (d = {local}) reached {args.learned_threshold:g}.\n\n{table}\n')
-    print(table)
-    return 0 if len(recs) == len(cells) else 1
-
-
 def run_probe(args: argparse.Namespace, argv: List[str]) -> int:
     """The probe arm: plan, cost, training pool with progress and ETA, results."""
     from mambaout_dense.analysis import longrange as lr
@@ -500,11 +392,21 @@ def run_probe(args: argparse.Namespace, argv: List[str]) -> int:
     return 0 if finished == len(cells) else 1
 
 
+def _arm_of(argv: List[str]) -> str:
+    for i, a in enumerate(argv):
+        if a == '--arm' and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith('--arm='):
+            return a.split('=', 1)[1]
+    return 'probe'
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if _arm_of(argv) in DENSE_ARMS:
+        from longrange_dense import run_dense  # tools/analysis/longrange_dense.py, beside this
+        return run_dense(argv)
     args = parse_args(argv)
-    if args.arm == 'upernet':
-        return run_upernet_arm(args, argv)
     return run_probe(args, argv)
 
 

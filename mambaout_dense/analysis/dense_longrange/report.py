@@ -1,0 +1,267 @@
+"""Tables and the verdict of the dense long-range arms, computed from the stored runs.
+
+The statistics are those of the probe (:mod:`mambaout_dense.analysis.longrange.stats`, after
+Bouthillier et al., arXiv 2103.03098): accuracies carry the wider of the t interval over seeds and
+the Clopper-Pearson interval of the pooled held-out targets, gaps are paired by seed. A run is
+*learned* when its near group (the local control) reaches the threshold; a run that is not
+learned is listed but never scored: it failed the task, so its far score says nothing about
+range. Every verdict sentence is generated here from the numbers.
+"""
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..longrange.stats import (
+    CHANCE,
+    accuracy_stat,
+    chance_reading,
+    fmt_acc,
+    fmt_gap,
+    gap_reading,
+    mean_std_ci,
+    paired_gaps,
+)
+from .plan import BACKBONES
+
+__all__ = ['apply_gate', 'summarise_dense', 'dense_gaps', 'dense_verdict', 'dense_headline',
+           'render_dense_markdown']
+
+#: The probe's mixer behind each backbone's long-sequence stages.
+MIXER_OF = {'mambaout': 'Gated CNN', 'vmamba': 'SS2D', 'hybrid': 'SS2D in stages 1-2'}
+_EXTRA = {'upernet': ('mIoU', ), 'maskrcnn': ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'recall50')}
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def apply_gate(records: Sequence[Dict[str, Any]], threshold: float,
+               min_recall: float = 0.5) -> List[Dict[str, Any]]:
+    """Mark each record ``learned`` (near score >= threshold; Mask R-CNN also near recall >=
+    ``min_recall``) and ``scored`` (learned, with a far score). Returns copies."""
+    out = []
+    for r in records:
+        r = dict(r)
+        near = r['scores']['near']
+        ok = _finite(r.get('acc_control')) and r['acc_control'] >= threshold
+        if r['arm'] == 'maskrcnn':
+            ok = ok and _finite(near.get('recall50')) and near['recall50'] >= min_recall
+        r['learned'] = bool(ok)
+        r['scored'] = bool(ok and _finite(r.get('acc')))
+        out.append(r)
+    return out
+
+
+def summarise_dense(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per (backbone, size, far): runs, learned and scored runs, and the scores of the scored.
+
+    Returns:
+        list[dict]: ``backbone``, ``size``, ``far_distance``, ``far_px``, ``runs``,
+        ``learned``, ``scored``, ``near_acc``/``far_acc`` (accuracy stats), ``near_all`` (the
+        control over every run), ``extra`` (per extra score of the arm: near and far stats),
+        ``iters_to_criterion`` (median over the learned runs that reached it), ``s_per_iter``.
+    """
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r['backbone'], r['size'], r['far']), []).append(r)
+    order = {b: i for i, b in enumerate(BACKBONES)}
+    rows = []
+    for (b, size, far), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2],
+                                                                        order.get(kv[0][0], 9))):
+        ok = [r for r in rs if r['scored']]
+        extra = {}
+        for name in _EXTRA[rs[0]['arm']]:
+            extra[name] = {g: mean_std_ci([r['scores'][g].get(name, math.nan) for r in ok])
+                           for g in ('near', 'far')}
+        reach = [r['iters_to_criterion'] for r in rs if r['learned']
+                 and r.get('iters_to_criterion') is not None]
+        rows.append(dict(
+            backbone=b, size=size, far_distance=far, far_px=rs[0]['far_px'], runs=len(rs),
+            learned=sum(r['learned'] for r in rs), scored=len(ok),
+            near_acc=accuracy_stat([r['acc_control'] for r in ok],
+                               sum(r['targets_control'] for r in ok)),
+            far_acc=accuracy_stat([r['acc'] for r in ok], sum(r['targets'] for r in ok)),
+            near_all=accuracy_stat([r['acc_control'] for r in rs if _finite(r['acc_control'])],
+                                   sum(r['targets_control'] for r in rs)),
+            extra=extra, iters_to_criterion=sorted(reach)[len(reach) // 2] if reach else None,
+            s_per_iter=mean_std_ci([r['s_per_iter'] for r in rs])['mean']))
+    return rows
+
+
+def dense_gaps(records: Sequence[Dict[str, Any]], reference: str = 'mambaout'):
+    """Far-score gaps of each other backbone to ``reference``, paired by seed (scored runs)."""
+    recs = [dict(r, learned=r['scored']) for r in records if r['scored']]
+    out = []
+    for b in BACKBONES:
+        if b != reference:
+            for row in paired_gaps(recs, b, reference):
+                row['size'] = next((r['size'] for r in recs if r['mixer'] == b
+                                    and r['grid'] == row['grid']), None)
+                out.append(row)
+    return out
+
+
+def _row(summary, backbone, size) -> Optional[Dict[str, Any]]:
+    return next((r for r in summary if r['backbone'] == backbone and r['size'] == size), None)
+
+
+def dense_verdict(res: Dict[str, Any]) -> List[str]:
+    """Bullets generated from ``res`` (the results JSON: records, summary, gaps, cost)."""
+    recs, summary, gaps = res['records'], res['summary'], res['gaps']
+    thr, arm = res['learned_threshold'], res['settings']['arm']
+    what = 'labelled-pixel accuracy' if arm == 'upernet' else \
+        'colour accuracy of the found targets'
+    out = []
+    failed = [r['cell'] for r in recs if not r['learned']]
+    out.append(f'Gate: {len(recs) - len(failed)} of {len(recs)} runs reached {thr:g} on the near '
+               f'control (d = {res["settings"]["near"]} scene tokens)'
+               + (f'; not learned, so not scored: {", ".join(failed)}.' if failed else '.'))
+    sizes = sorted({r['size'] for r in summary})
+    for size in sizes:
+        parts = []
+        for b in BACKBONES:
+            row = _row(summary, b, size)
+            if row is None:
+                continue
+            reading = chance_reading(row['far_acc']) or 'not scored'
+            parts.append(f'{b} {fmt_acc(row["far_acc"])} ({reading})')
+        if parts:
+            out.append(f'{size} px, far cue ({what}, chance {CHANCE:g}): ' + '; '.join(parts)
+                       + '.')
+        g = next((x for x in gaps if x['mixer'] == 'vmamba' and x['size'] == size), None)
+        if g is not None:
+            reading = gap_reading(g)
+            if reading == 'ahead':
+                s = 'holds'
+            elif reading == 'behind':
+                s = 'is reversed'
+            else:
+                s = f'is not resolved ({reading})'
+            out.append(f'{size} px: the probe\'s ordering (SS2D ahead of the Gated CNN beyond its '
+                       f'field) {s} in the real stack: vmamba − mambaout {fmt_gap(g)}.')
+        h = next((x for x in gaps if x['mixer'] == 'hybrid' and x['size'] == size), None)
+        if h is not None:
+            out.append(f'{size} px: hybrid − mambaout {fmt_gap(h)} ({gap_reading(h)}).')
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        for b in BACKBONES:
+            a, z = _row(summary, b, lo), _row(summary, b, hi)
+            if not a or not z or not a['far_acc']['n'] or not z['far_acc']['n']:
+                continue
+            fa, fz = a['far_acc'], z['far_acc']
+            apart = fz['high'] < fa['low'] or fz['low'] > fa['high']
+            out.append(f'{b}: far score {fa["mean"]:.2f} at {lo} px -> '
+                       f'{fz["mean"]:.2f} at {hi} px (the same scenes, the cue '
+                       f'{hi / lo:g}x longer in every stage): '
+                       + ('the intervals do not overlap.' if apart else
+                          'the intervals overlap.'))
+    cost = res.get('cost') or []
+    for size in sizes:
+        ref = next((c for c in cost if c['backbone'] == 'mambaout' and c['size'] == size), None)
+        rows = [c for c in cost if c['size'] == size]
+        if ref and rows:
+            out.append(f'Cost at {size} px, per image: ' + '; '.join(
+                f"{c['backbone']} {c['flops'] / 1e9:.2f} GFLOPs"
+                f" ({c['flops'] / ref['flops']:.2f}x)"
+                + (f", {c['latency_ms']:.0f} ms ({c['latency_ms'] / ref['latency_ms']:.2f}x)"
+                   if c.get('latency_ms') and ref.get('latency_ms') else '')
+                for c in rows) + ' (whole model; latency on this CPU, 1 image).')
+    return out
+
+
+def dense_headline(res: Dict[str, Any]) -> str:
+    """One generated line: how many runs scored and the ordering reading per size."""
+    recs = res['records']
+    head = (f'{res["settings"]["arm"]} arm: {sum(r["scored"] for r in recs)} of {len(recs)} runs '
+            f'scored')
+    bits = []
+    for g in res['gaps']:
+        if g['mixer'] == 'vmamba':
+            bits.append(f'{g["size"]} px: vmamba vs mambaout on the far cue {gap_reading(g)}')
+    return head + ('; ' + '; '.join(bits) if bits else '') + '.'
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    lines += ['| ' + ' | '.join(str(c) for c in r) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+def _ms(st: Dict[str, float]) -> str:
+    if not st['n']:
+        return 'n/a'
+    return f"{st['mean']:.2f}" + (f" ± {st['std']:.2f}" if st['n'] > 1 else '')
+
+
+def length_markdown(rows: Sequence[Dict[str, Any]]) -> str:
+    """The size axis: the cue in pixels and in each stage's tokens, L and L/(6D)."""
+    by: Dict[tuple, Dict[int, Dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault((r['size'], r['stage']), {})[r['distance']] = r
+    ds = sorted({r['distance'] for r in rows})
+    head = ['size', 'stage (stride)', 'tokens', 'L', 'D', 'L/(6D)'] + [
+        f'd = {d}: px / stage tokens' for d in ds]
+    body = []
+    for (size, stage), per in sorted(by.items()):
+        r0 = next(iter(per.values()))
+        body.append([f'{size} px', f'{stage} ({r0["stride"]})', f'{r0["side"]}×{r0["side"]}',
+                     r0['L'], r0['D'], f"{r0['L_over_6D']:.2f}"]
+                    + [f"{per[d]['distance_px']:g} / {per[d]['distance_tokens']:g}" for d in ds])
+    return _table(head, body)
+
+
+def render_dense_markdown(res: Dict[str, Any]) -> str:
+    """The report: settings, the size axis, scores, gaps, cost, verdict and every run."""
+    s, arm = res['settings'], res['settings']['arm']
+    score = 'labelled-pixel accuracy' if arm == 'upernet' else \
+        'colour accuracy of the targets found at IoU 0.5'
+    out = [f'**{arm} arm** ({res["cells_done"]} of {res["cells_planned"]} planned runs stored; '
+           f'settings `{res["settings_key"]}`: {s["iters"]} iterations, batch {s["batch"]}, '
+           f'lr {s["lr"]:g}, {s["num_train"]} training and {s["num_val"]} validation images per '
+           f'group, near control d = {s["near"]} scene tokens on a {s["scene_grid"]}-token '
+           f'grid). Command: `{res["command"]}`.', '',
+           '**Sequence lengths.** The same scenes at each size; the cue in pixels and in each '
+           'stage\'s tokens, the stage length L and L/(6D):', '',
+           length_markdown(res['lengths']), '',
+           f'**Scores** ({score}; mean ± std over scored seeds [95% interval]; a run is scored '
+           f'when its near control reaches {res["learned_threshold"]:g}'
+           + (f' with recall ≥ {res["min_recall"]:g}' if arm == 'maskrcnn' else '') + '):', '']
+    extra = _EXTRA[arm]
+    head = ['backbone', 'size', 'far d (px)', 'scored/learned/runs', 'near', 'far',
+            'far vs chance'] + [f'{e} near / far' for e in extra] + ['iters to criterion',
+                                                                      's / iter']
+    body = []
+    for r in res['summary']:
+        body.append([r['backbone'], r['size'], f"{r['far_distance']} ({r['far_px']:g})",
+                     f"{r['scored']}/{r['learned']}/{r['runs']}", fmt_acc(r['near_acc']),
+                     fmt_acc(r['far_acc']), chance_reading(r['far_acc']) or 'not scored']
+                    + [f"{_ms(r['extra'][e]['near'])} / {_ms(r['extra'][e]['far'])}"
+                       for e in extra]
+                    + [r['iters_to_criterion'] if r['iters_to_criterion'] is not None else '—',
+                       f"{r['s_per_iter']:.2f}"])
+    out += [_table(head, body), '']
+    if res['gaps']:
+        out += ['**Far-score gaps to MambaOut**, paired by seed:', '',
+                _table(['backbone', 'size', 'gap', 'reading', 'seeds'],
+                       [[g['mixer'], g['size'], fmt_gap(g), gap_reading(g),
+                         ' '.join(map(str, g['seeds']))] for g in res['gaps']]), '']
+    if res.get('cost'):
+        out += ['**Cost per image** (one multiply-add = one FLOP; latency: 1 image, eval, this '
+                'machine):', '',
+                _table(['backbone', 'size', 'backbone params', 'model params', 'backbone GFLOPs',
+                        'model GFLOPs', 'latency ms'],
+                       [[c['backbone'], c['size'], f"{c['backbone_params'] / 1e6:.2f} M",
+                         f"{c['params'] / 1e6:.2f} M", f"{c['backbone_flops'] / 1e9:.3f}",
+                         f"{c['flops'] / 1e9:.3f}",
+                         f"{c['latency_ms']:.0f}" if c.get('latency_ms') else 'n/a']
+                        for c in res['cost']]), '']
+    out += ['**Verdict** (generated from the tables above):', '']
+    out += [f'- {line}' for line in res['verdict']] + ['']
+    out += ['**Runs** (final validation; curves and provenance in the results JSON):', '',
+            _table(['run', 'learned', 'near', 'far', 'wall s', 'commit'],
+                   [[r['cell'], 'yes' if r['learned'] else 'no',
+                     f"{r['acc_control']:.3f}" if _finite(r['acc_control']) else 'n/a',
+                     f"{r['acc']:.3f}" if _finite(r['acc']) else 'n/a', f"{r['wall_s']:.0f}",
+                     (r['provenance'].get('commit') or '?')[:10]
+                     + ('+' if r['provenance'].get('dirty') else '')]
+                    for r in res['records']])]
+    return '\n'.join(out) + '\n'
