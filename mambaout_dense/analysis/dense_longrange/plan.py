@@ -96,8 +96,8 @@ def plan_cells(s: DenseSettings, backbones: Sequence[str], sizes: Sequence[int],
     """Every cell, seed-major (each backbone and size gets seed k before seed k + 1).
 
     Raises:
-        UsageError: An unknown backbone, a size not a multiple of the scene grid, or a far
-            distance not beyond the near control.
+        UsageError: An unknown backbone, a size not a multiple of the scene grid (or under
+            128 px for Mask R-CNN), or a far distance not beyond the near control.
     """
     bad = [b for b in backbones if b not in BACKBONES]
     if bad:
@@ -105,6 +105,9 @@ def plan_cells(s: DenseSettings, backbones: Sequence[str], sizes: Sequence[int],
     for size in sizes:
         if size % s.scene_grid or size < s.scene_grid:
             raise UsageError(f'size {size} is not a multiple of the scene grid {s.scene_grid}')
+        if s.arm == 'maskrcnn' and size < 128:
+            # the FPN's stride-64 level would be 1x1: one anchor, which mmdet's RPN cannot take
+            raise UsageError(f'size {size}: the Mask R-CNN arm needs images of >= 128 px')
     for d in distances:
         if d <= s.near:
             raise UsageError(f'far distance {d} must exceed the near control {s.near}')

@@ -1,0 +1,79 @@
+"""Both dense long-range arms end to end on a tiny budget, through tools/train.py.
+
+Each arm: one run (learned flag and report), then the same command again (resume: nothing is
+retrained, and a new learned threshold re-gates the stored run).
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TINY = ['--seeds', '0', '--scene-grid', '16', '--near', '3', '--distances', '8', '--iters', '2',
+        '--batch', '2', '--num-train', '4', '--num-val', '2', '--curve-points', '2',
+        '--no-cost']
+
+
+def _run(tool, *args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis', tool),
+                           *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=600)
+    proc.output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.output[-4000:]
+    return proc
+
+
+def _results(work, arm):
+    with open(work / f'{arm}_results.json') as f:
+        return json.load(f)
+
+
+def test_upernet_arm_gates_resumes_and_writes_the_report_section(tmp_path):
+    work, md = tmp_path / 'work', tmp_path / 'results.md'
+    md.write_text('# Results\n\n<!-- other:begin -->\nkept\n<!-- other:end -->\n')
+    args = ['--arm', 'upernet', '--backbones', 'mambaout', '--sizes', '64', *TINY,
+            '--work-dir', work, '--results-md', md]
+    proc = _run('longrange_experiment.py', *args, '--learned-threshold', '0', cwd=tmp_path)
+    assert '1 to run' in proc.output and 'ETA' in proc.output
+    res = _results(work, 'upernet')
+    (rec, ) = res['records']
+    assert rec['cell'] == 'upernet/mambaout/s64/d8/seed0' and rec['learned'] and rec['scored']
+    assert [p[0] for p in rec['curve']] == [1, 2] and rec['iters_done'] == 2
+    assert 0 <= rec['acc'] <= 1 and 0 <= rec['acc_control'] <= 1 and rec['targets'] == 4
+    assert len(rec['provenance']['commit']) == 40 and rec['loss_curve']
+    assert rec['far_px'] == 32 and res['lengths'][0]['distance_tokens'] in (3, 8)
+    text = md.read_text()
+    assert '<!-- other:begin -->\nkept' in text and '**upernet arm**' in text
+    assert '| upernet/mambaout/s64/d8/seed0 | yes |' in text
+    scalars = next((work / 'runs').rglob('scalars.json'))
+    stamp = scalars.stat().st_mtime_ns
+
+    proc = _run('longrange_experiment.py', *args, '--learned-threshold', '0.99', cwd=tmp_path)
+    assert '1 stored' in proc.output and '0 to run' in proc.output
+    assert scalars.stat().st_mtime_ns == stamp  # not retrained
+    assert len((work / 'upernet_cells.jsonl').read_text().splitlines()) == 1
+    (rec, ) = _results(work, 'upernet')['records']
+    assert not rec['learned'] and not rec['scored']
+    text = md.read_text()
+    assert 'not scored: upernet/mambaout/s64/d8/seed0' in text
+    assert text.count('<!-- longrange-upernet:begin -->') == 1
+
+
+def test_maskrcnn_arm_stores_ap_per_group_and_resumes(tmp_path):
+    work, md = tmp_path / 'work', tmp_path / 'results.md'
+    md.write_text('# Results\n')
+    args = ['--arm', 'maskrcnn', '--backbones', 'vmamba', '--sizes', '128', *TINY,
+            '--work-dir', work, '--results-md', md]
+    _run('longrange_dense.py', *args, cwd=tmp_path)
+    (rec, ) = _results(work, 'maskrcnn')['records']
+    for group in ('near', 'far'):
+        assert {'bbox_mAP', 'segm_mAP', 'recall50', 'colour_acc', 'targets'} <= \
+            set(rec['scores'][group])
+        assert rec['scores'][group]['targets'] == 4  # 2 images x 2 targets
+    # two iterations find nothing: the run is stored, not learned, not scored
+    assert not rec['learned'] and not rec['scored'] and len(rec['curve']) == 2
+    assert '**maskrcnn arm**' in md.read_text() and 'bbox_mAP near / far' in md.read_text()
+    proc = _run('longrange_dense.py', *args, cwd=tmp_path)
+    assert '0 to run' in proc.output
