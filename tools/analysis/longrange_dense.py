@@ -67,6 +67,8 @@ def build_parser():
                         help='Mask R-CNN: near recall at IoU 0.5 a run also needs (default 0.5)')
     parser.add_argument('--threads', type=int, default=1,
                         help='OpenMP threads per run (default 1)')
+    parser.add_argument('--jobs', type=int, default=2,
+                        help='runs at once, each its own process (default 2: one per core)')
     parser.add_argument('--no-cost', action='store_true',
                         help='skip the parameter, FLOP and latency measurement')
     parser.add_argument('--dry-run', action='store_true',
@@ -110,7 +112,7 @@ def run_dense(argv: List[str]) -> int:
     res = dl.run_sweep(s, cells, work_dir, [sys.executable, osp.join(REPO_ROOT, 'tools',
                                                                       'train.py')],
                        config_dir, dims, args.learned_threshold, args.min_recall, args.threads,
-                       cost, command, args.results_md)
+                       args.jobs, cost, command, args.results_md)
     print(dl.render_dense_markdown(res))
     return 0 if res['cells_done'] == res['cells_planned'] and not res['failed'] else 1
 

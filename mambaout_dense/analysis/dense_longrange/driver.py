@@ -10,6 +10,7 @@ import json
 import math
 import os.path as osp
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.logging import print_log
@@ -91,7 +92,7 @@ def build_results(s: DenseSettings, records: List[Dict[str, Any]], planned: int,
 def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
               train_command: Sequence[str], config_dir: str, dims: Sequence[int],
               threshold: float = 0.9, min_recall: float = 0.5, threads: int = 1,
-              cost: Optional[List[Dict[str, Any]]] = None, command: str = '',
+              jobs: int = 1, cost: Optional[List[Dict[str, Any]]] = None, command: str = '',
               results_md: Optional[str] = None) -> Dict[str, Any]:
     """Run the cells not yet stored, then write the results and the report.
 
@@ -105,6 +106,7 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
         threshold (float): Near score a run needs to be learned. Defaults to 0.9.
         min_recall (float): Near recall a Mask R-CNN run also needs. Defaults to 0.5.
         threads (int): OpenMP threads per run. Defaults to 1.
+        jobs (int): Runs at once (each its own process). Defaults to 1.
         cost (list, optional): Rows of :func:`.cost.measure_cost`. Defaults to none.
         command (str): The command line, for the report. Defaults to ''.
         results_md (str, optional): Markdown file whose section ``longrange-{arm}`` is
@@ -120,23 +122,30 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
     _log(f'{s.arm}: {len(cells)} runs planned, {len(done)} stored in {store.path}, {len(todo)} '
          f'to run (settings {s.key()})')
     failed, spent, start = [], [], time.perf_counter()
-    for i, cell in enumerate(todo):
-        root = ensure_data(work_dir, s, cell.size, cell.far)
+
+    def one(cell: DenseCell) -> Dict[str, Any]:
         cell_dir = osp.join(work_dir, 'runs', s.key(), cell.key().replace('/', '_'))
-        run = run_cell(cell, s, root, cell_dir, train_command, config_dir, threads)
-        spent.append(run['wall_s'])
-        if 'scores' not in run:
-            failed.append(cell.key())
-            _log(f'[{i + 1}/{len(todo)}] {cell.key()} FAILED (exit code {run["returncode"]}); '
-                 f'see {run["log"]}')
-            continue
-        rec = make_record(cell, s, run, dims[0], threshold)
-        store.append(rec)
-        left = sum(spent) / len(spent) * (len(todo) - i - 1)
-        _log(f'[{i + 1}/{len(todo)}] {cell.key()}: near {rec["acc_control"]:.3f}, far '
-             f'{rec["acc"]:.3f}{"" if rec["learned"] else " (NOT LEARNED)"}, '
-             f'{rec["s_per_iter"]:.2f} s/iter, {run["wall_s"]:.0f} s | elapsed '
-             f'{fmt_time(time.perf_counter() - start)}, ETA {fmt_time(left)}')
+        return run_cell(cell, s, roots[cell], cell_dir, train_command, config_dir, threads)
+
+    roots = {c: ensure_data(work_dir, s, c.size, c.far) for c in todo}  # written once, up front
+    # each run is its own tools/train.py process: threads here only wait on them
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1))) as pool:
+        futures = {pool.submit(one, c): c for c in todo}
+        for n, fut in enumerate(as_completed(futures), 1):
+            cell, run = futures[fut], fut.result()
+            spent.append(run['wall_s'])
+            if 'scores' not in run:
+                failed.append(cell.key())
+                _log(f'[{n}/{len(todo)}] {cell.key()} FAILED (exit code {run["returncode"]}); '
+                     f'see {run["log"]}')
+                continue
+            rec = make_record(cell, s, run, dims[0], threshold)
+            store.append(rec)
+            left = sum(spent) / len(spent) * (len(todo) - n) / max(1, jobs)
+            _log(f'[{n}/{len(todo)}] {cell.key()}: near {rec["acc_control"]:.3f}, far '
+                 f'{rec["acc"]:.3f}{"" if rec["learned"] else " (NOT LEARNED)"}, '
+                 f'{rec["s_per_iter"]:.2f} s/iter, {run["wall_s"]:.0f} s | elapsed '
+                 f'{fmt_time(time.perf_counter() - start)}, ETA {fmt_time(left)}')
     wanted = {c.key() for c in cells}
     records = [r for k, r in store.load(s.key()).items() if k in wanted]
     sizes = sorted({c.size for c in cells})
