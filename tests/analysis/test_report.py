@@ -78,27 +78,6 @@ def test_longrange_driver_resumes_then_report_rewrites_the_results_section(tmp_p
     assert proc.returncode == 0 and 'ss2d − gated_cnn' in results_md.read_text()
 
 
-def test_upernet_arm_runs_tools_train_per_cell_and_flags_an_untrained_run(tmp_path):
-    """The second arm end to end: written data, tools/train.py per cell, the learned flag."""
-    work = tmp_path / 'upernet'
-    args = ['--arm', 'upernet', '--backbones', 'mambaout', '--iters', '2', '--batch', '2',
-            '--seeds', '0', '--distances', '8', '--size', '64', '--num-train', '4',
-            '--num-val', '2', '--work-dir', work]
-    proc = _run('longrange_experiment.py', *args)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert '2 to run' in proc.stderr and 'ETA' in proc.stderr
-    res = json.loads((work / 'upernet_results.json').read_text())
-    assert res['distances'] == [3, 8]  # the local control first
-    assert {(r['mixer'], r['distance']) for r in res['records']} == {('mambaout', 3),
-                                                                     ('mambaout', 8)}
-    # two iterations learn nothing: every run is labelled, none counts as evidence
-    assert all(0.0 <= r['acc'] <= 1.0 and r['learned'] is False for r in res['records'])
-    assert '(0/1)' in (work / 'upernet_results.md').read_text()
-    # resumable: a rerun finds both cells done and trains nothing
-    proc = _run('longrange_experiment.py', *args)
-    assert proc.returncode == 0 and '2 done, 0 to run' in proc.stderr, proc.stderr[-3000:]
-
-
 def test_a_plan_that_does_not_fit_is_one_line_and_exit_2(tmp_path):
     proc = _run('longrange_experiment.py', '--d-grid', '12', '--dry-run', '--no-cost',
                 '--work-dir', tmp_path / 'w')

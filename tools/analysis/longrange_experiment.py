@@ -27,6 +27,8 @@ docs/results.md.
     python tools/analysis/longrange_experiment.py --seeds 3 4 5     # three other seeds
     python tools/analysis/longrange_experiment.py --dry-run         # plan, fields, cost
     python tools/analysis/longrange_experiment.py --preset gpu --work-dir work_dirs/longrange_gpu
+    python tools/analysis/longrange_experiment.py --arm upernet     # the dense arms, UperNet and
+    python tools/analysis/longrange_experiment.py --arm maskrcnn    # Mask R-CNN: longrange_dense.py
 """
 import argparse
 import json
