@@ -6,13 +6,19 @@
         --size 320 --seed 0
     python tools/make_synthetic.py longrange --size 128 --distance 16 \
         --out data/synthetic_longrange/g32_d16
+    python tools/make_synthetic.py longrange-dense --size 128 --near 3 --far 20 \
+        --out data/synthetic_longrange/s128
 
 ``coco`` writes the COCO 2017 layout (``annotations/instances_{train,val}2017.json``,
 ``{train,val}2017/*.jpg``) for mmdet's ``CocoDataset``; ``ade`` writes the ADEChallengeData2016
 layout (``images/{training,validation}``, ``annotations/{training,validation}``) for mmseg's
 ``ADE20KDataset``; ``longrange`` writes the same layout with labels 1..2 on the target pixels
 only, for mmseg's ``BaseSegDataset`` (the target takes the colour of a marker exactly d tokens
-away, see ``mambaout_dense.datasets.synthetic.longrange``). Output is deterministic for a seed.
+away, see ``mambaout_dense.datasets.synthetic.longrange``); ``longrange-dense`` writes that task
+with a near and a far group per split, in both layouts from the same images (ADE labels and
+``annotations/instances_{training,validation}.json``), for ``configs/upernet_longrange_*.py`` and
+``configs/mask_rcnn_longrange_*.py`` (``--train``/``--val`` count images per group; see
+``mambaout_dense.datasets.synthetic.longrange_dense``). Output is deterministic for a seed.
 See ``mambaout_dense.datasets``.
 """
 from __future__ import annotations
@@ -76,6 +82,17 @@ def _run_longrange(args: argparse.Namespace) -> None:
         print(f'{split}:\n  {info[f"{split}_img"]}\n  {info[f"{split}_ann"]}')
 
 
+def _run_longrange_dense(args: argparse.Namespace) -> None:
+    from mambaout_dense.datasets.synthetic.longrange_dense import write_longrange_dense
+    info = write_longrange_dense(args.out, {'near': args.near, 'far': args.far}, args.train,
+                                 args.val, args.grid, args.size, args.seed,
+                                 background=args.background, jpeg_quality=args.jpeg_quality,
+                                 overwrite=args.overwrite)
+    print(f"groups {info['groups']} (scene tokens; {info['patch']} px each); classes per split "
+          f"and group {info['class_counts']}; COCO files {info['coco_train']}, "
+          f"{info['coco_val']}")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     """The argument parser, one subcommand per dataset, and the subcommand handlers."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
@@ -106,6 +123,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
                            'largest that fits)')
     longrange.add_argument('--background', choices=('noise', 'clean'), default='noise')
     handlers['longrange'] = _run_longrange
+
+    dense = sub.add_parser(
+        'longrange-dense', help='the long-range task with near and far groups, ADE and COCO '
+        'layouts (UperNet and Mask R-CNN arms)')
+    _common(dense, 'data/synthetic_longrange/s128')
+    dense.set_defaults(train=1000, val=64, size=128)
+    dense.add_argument('--grid', type=int, default=32, help='scene tokens per side (default 32)')
+    dense.add_argument('--near', type=int, default=3, help='near distance, scene tokens')
+    dense.add_argument('--far', type=int, default=20, help='far distance, scene tokens')
+    dense.add_argument('--background', choices=('noise', 'clean'), default='noise')
+    handlers['longrange-dense'] = _run_longrange_dense
     return parser, handlers
 
 
@@ -119,7 +147,7 @@ def make(handler: Callable, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     handler(args)
     elapsed = time.perf_counter() - start
-    total = args.train + args.val
+    total = (args.train + args.val) * (2 if args.dataset == 'longrange-dense' else 1)  # groups
     print(f'wrote {total} {args.size}px images to {osp.abspath(args.out)} in {elapsed:.1f} s '
           f'({total / max(elapsed, 1e-9):.1f} images/s)')
 
