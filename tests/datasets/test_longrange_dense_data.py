@@ -79,3 +79,17 @@ def test_bad_arguments_are_usage_errors(tmp_path):
         write_longrange_dense(str(tmp_path / 'a'), size=100, grid=32)
     with pytest.raises(UsageError, match='lower-case letters'):
         write_longrange_dense(str(tmp_path / 'b'), groups={'far_1': 5}, grid=16, size=64)
+
+
+def test_make_synthetic_writes_the_dense_set(tmp_path):
+    import subprocess
+    import sys
+    tool = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
+                    'make_synthetic.py')
+    out = subprocess.run([sys.executable, tool, 'longrange-dense', '--out', str(tmp_path / 'd'),
+                          '--train', '2', '--val', '1', '--grid', '16', '--size', '64', '--far',
+                          '8'], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'wrote 6 64px images' in out.stdout
+    with open(tmp_path / 'd' / 'annotations' / 'instances_validation.json') as f:
+        assert [i['distance_group'] for i in json.load(f)['images']] == ['near', 'far']
