@@ -113,7 +113,8 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
             rewritten. Defaults to None (none).
 
     Returns:
-        dict: The results (also in ``WORK_DIR/{arm}_results.json``), plus ``failed`` (cells
+        dict: The results of every stored run of these settings, this plan's and earlier
+        commands' (also in ``WORK_DIR/{arm}_results.json``), plus ``failed`` (cells
         whose run ended without scores this session).
     """
     store = ResultStore(osp.join(work_dir, f'{s.arm}_cells.jsonl'))
@@ -146,10 +147,15 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
                  f'{rec["acc"]:.3f}{"" if rec["learned"] else " (NOT LEARNED)"}, '
                  f'{rec["s_per_iter"]:.2f} s/iter, {run["wall_s"]:.0f} s | elapsed '
                  f'{fmt_time(time.perf_counter() - start)}, ETA {fmt_time(left)}')
-    wanted = {c.key() for c in cells}
-    records = [r for k, r in store.load(s.key()).items() if k in wanted]
-    sizes = sorted({c.size for c in cells})
-    lengths = length_table(sizes, s.scene_grid, sorted({s.near, *(c.far for c in cells)}), dims)
+    # the report holds every stored run of these settings: also those of earlier commands
+    # (other backbones, sizes or seeds), so runs split over several commands add up
+    stored = store.load(s.key())
+    records = sorted(stored.values(), key=lambda r: (r['seed'], r['size'], r['far'],
+                                                     r['backbone']))
+    planned = len({c.key() for c in cells} | set(stored))
+    sizes = sorted({c.size for c in cells} | {r['size'] for r in records})
+    fars = {c.far for c in cells} | {r['far'] for r in records}
+    lengths = length_table(sizes, s.scene_grid, sorted({s.near, *fars}), dims)
     path = osp.join(work_dir, f'{s.arm}_results.json')
     sessions = []
     if osp.isfile(path):
@@ -160,7 +166,7 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
     if todo:
         sessions.append(dict(command=command, runs=len(todo) - len(failed),
                              wall_s=time.perf_counter() - start, provenance=provenance()))
-    res = build_results(s, records, len(cells), lengths, cost or [], threshold, min_recall,
+    res = build_results(s, records, planned, lengths, cost or [], threshold, min_recall,
                         command, sessions)
     write_json(path, res)
     md = render_dense_markdown(res)
