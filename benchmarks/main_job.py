@@ -38,6 +38,7 @@ TASKS = {
                 gen=['coco', '--train', '2000', '--val', '200', '--size', '320', '--seed', '0'],
                 metrics=(('coco/bbox_mAP', 'bbox AP'), ('coco/bbox_mAP_50', 'bbox AP50'),
                          ('coco/segm_mAP', 'segm AP'), ('coco/segm_mAP_50', 'segm AP50')),
+                targets={'coco/bbox_mAP': 0.5, 'coco/segm_mAP': 0.5},
                 section='main-job', title='Mask R-CNN MambaOut-Femto from scratch on the embedded '
                 'synthetic COCO set (2000 train / 200 val images of 320 px, resized to 256, '
                 'batch 4)'),
@@ -45,6 +46,7 @@ TASKS = {
                 data='data/synthetic_ade',
                 gen=['ade', '--train', '1000', '--val', '100', '--size', '256', '--seed', '0'],
                 metrics=(('mIoU', 'mIoU'), ('mAcc', 'mAcc'), ('aAcc', 'aAcc')),
+                targets={'mIoU': 80.0},
                 section='main-job-seg', title='UperNet MambaOut-Femto from scratch on the embedded '
                 'synthetic ADE20K set (1000 train / 100 val images of 256 px, batch 4)'),
 }
@@ -68,19 +70,22 @@ def records(work_dir: str) -> List[dict]:
     return scalar_records(work_dir, newest_only=True)
 
 
-def det_data_options() -> List[str]:
-    """The detection config's data paths made absolute (for a run from another tree)."""
-    root = osp.join(ROOT, DATA)
-    return [f'{split}_dataloader.dataset.data_root={root}/' for split in ('train', 'val', 'test')
-            ] + [f'{split}_evaluator.ann_file={root}/annotations/instances_val2017.json'
-                 for split in ('val', 'test')]
+def data_options(task: str = 'det') -> List[str]:
+    """The task config's data paths made absolute (for a run from another tree)."""
+    root = osp.join(ROOT, TASKS[task]['data'])
+    options = [f'{split}_dataloader.dataset.data_root={root}/' for split in ('train', 'val',
+                                                                              'test')]
+    if task == 'det':
+        options += [f'{split}_evaluator.ann_file={root}/annotations/instances_val2017.json'
+                    for split in ('val', 'test')]
+    return options
 
 
 def train(tree: str, config: str, work_dir: str, options: List[str],
           env: Dict[str, str]) -> float:
     """Run tools/train.py of ``tree`` on ``config``; returns the wall time."""
     cmd = [sys.executable, osp.join(tree, 'tools', 'train.py'), osp.join(tree, config),
-           '--work-dir', work_dir, '--cfg-options', *options]
+           '--work-dir', work_dir] + (['--cfg-options', *options] if options else [])
     start = time.perf_counter()
     with open(osp.join(work_dir + '.log'), 'w') as log:
         subprocess.run(cmd, cwd=tree, env=dict(env, PYTHONPATH=tree), stdout=log,
@@ -96,7 +101,7 @@ def seconds_per_iteration(work_dir: str, skip: int = 5) -> float:
 def compare(baseline: str, iters: int, rounds: int, out: str) -> dict:
     """Median s/iter of the baseline tree and of this one, run in turns."""
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    options = det_data_options() + [
+    options = data_options('det') + [
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters + 1}',
         'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={iters + 1}']
     per: Dict[str, List[float]] = {'baseline': [], 'this tree': []}
@@ -113,13 +118,19 @@ def compare(baseline: str, iters: int, rounds: int, out: str) -> dict:
                 ours_s=ours, speedup=base / ours, runs=per)
 
 
-def curve(task: str, val_interval: int, out: str) -> dict:
-    """The full schedule of ``task`` with validation every ``val_interval`` iterations."""
+def curve(task: str, val_interval: int, out: str, tree: str = ROOT, name: str = 'curve') -> dict:
+    """The full schedule of ``task`` in ``tree`` with validation every ``val_interval``
+    iterations (another tree reads this tree's data)."""
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    work = osp.join(out, f'curve_{task}')
-    wall = train(ROOT, TASKS[task]['config'], work, [f'train_cfg.val_interval={val_interval}',
-                                                     'default_hooks.logger.interval=10'], env)
-    return parse_curve(task, work, wall)
+    work = osp.join(out, f'{name}_{task}')
+    options = [f'train_cfg.val_interval={val_interval}', 'default_hooks.logger.interval=10']
+    if tree != ROOT:
+        options += data_options(task)
+    wall = train(tree, TASKS[task]['config'], work, options, env)
+    result = parse_curve(task, work, wall)
+    result['commit'] = subprocess.run(['git', '-C', tree, 'rev-parse', '--short', 'HEAD'],
+                                      capture_output=True, text=True).stdout.strip()
+    return result
 
 
 def parse_curve(task: str, work: str, wall_s: float) -> dict:
@@ -147,22 +158,36 @@ def parse_curve(task: str, work: str, wall_s: float) -> dict:
 
 
 def plot(result: dict, task: str, path: str) -> None:
+    """Headline scores against training minutes: this recipe, and the old one (dashed) when
+    it was run, on the same time axis."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    pts = result['points']
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in TASKS[task]['metrics']:
-        if label.endswith(('AP', 'mIoU')):  # the headline metrics
-            ax.plot([p['train_min'] for p in pts], [p[key] for p in pts], 'o-', label=label)
+    for which, style in (('curve', 'o-'), ('old_curve', 's--')):
+        cur = result.get(which)
+        if not cur:
+            continue
+        tag = 'this recipe' if which == 'curve' else f"old recipe ({cur.get('commit', '?')})"
+        pts = cur['points']
+        for key, label in TASKS[task]['metrics']:
+            if label.endswith(('AP', 'mIoU')):  # the headline metrics
+                ax.plot([p['train_min'] for p in pts], [p[key] for p in pts], style,
+                        label=f'{label}, {tag}')
     ax.set_xlabel('training minutes (evaluation excluded)')
     ax.set_ylabel('score on the synthetic val set')
     ax.set_title(f'Quickstart ({task}): {osp.basename(TASKS[task]["config"])}', fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def score_at(points: List[dict], minutes: float) -> Optional[dict]:
+    """The last evaluation reached within ``minutes`` of training."""
+    within = [p for p in points if p['train_min'] <= minutes]
+    return within[-1] if within else None
 
 
 def readme_text(task: str, result: dict, budget_min: float) -> str:
@@ -186,8 +211,7 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
                   'tested), so the AP at equal iterations is unchanged.', '']
     cur = result.get('curve')
     if cur:
-        within = [p for p in cur['points'] if p['train_min'] <= budget_min]
-        best = within[-1] if within else None
+        best = score_at(cur['points'], budget_min)
         lines += [f"Full schedule: {cur['s_per_iter']:.2f} s per iteration, "
                   f"{cur['train_min']:.1f} training minutes ({cur['wall_min']:.1f} minutes of "
                   'wall time with the evaluations and start-up).', '',
@@ -197,8 +221,21 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
                                   for p in cur['points']]), '']
         if best:
             scores = ', '.join(f'{label} {best[key]:.3f}' for key, label in spec['metrics'])
+            met = all(best[k] is not None and best[k] >= v for k, v in spec['targets'].items())
+            goal = ' and '.join(f'{dict(spec["metrics"])[k]} >= {v:g}'
+                                for k, v in spec['targets'].items())
             lines.append(f'Reached within {budget_min:g} training minutes: {scores} (iteration '
-                         f"{best['iter']}).")
+                         f"{best['iter']}); target {goal}: **{'met' if met else 'missed'}**.")
+        old = result.get('old_curve')
+        if old:
+            same = score_at(old['points'], cur['train_min'])
+            lines += ['', f"The old recipe (commit `{old['commit']}`, the same config name), run "
+                      f"on the same machine: {old['s_per_iter']:.2f} s per iteration, "
+                      f"{old['train_min']:.1f} training minutes; at the end of its schedule "
+                      + ', '.join(f'{label} {old["points"][-1][key]:.3f}'
+                                  for key, label in spec['metrics'])
+                      + (f" (the last evaluation within this recipe's {cur['train_min']:.1f} "
+                         f"minutes: iteration {same['iter']})" if same else '') + '.']
         lines += ['', f'![time to score](main_job/time_to_score_{task}.png)']
     return '\n'.join(lines)
 
@@ -210,7 +247,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--compare-iters', type=int, default=40)
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--val-interval', type=int, default=100)
-    parser.add_argument('--budget-min', type=float, default=20.0)
+    parser.add_argument('--budget-min', type=float, default=15.0)
+    parser.add_argument('--old-tree', help='checkout of the recipe before the sweep: its curve '
+                        'is run and drawn beside this one')
     parser.add_argument('--skip-curve', action='store_true')
     parser.add_argument('--reparse', action='store_true',
                         help='re-read the stored run of the curve instead of training again')
@@ -234,6 +273,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                       result['curve']['wall_min'] * 60)
     elif not args.skip_curve:
         result['curve'] = curve(args.task, args.val_interval, args.out)
+    if args.old_tree:
+        result['old_curve'] = curve(args.task, args.val_interval, args.out,
+                                    osp.abspath(args.old_tree), 'old_curve')
     if 'curve' in result:
         os.makedirs(docs, exist_ok=True)
         plot(result['curve'], args.task, osp.join(docs, f'time_to_score_{args.task}.png'))

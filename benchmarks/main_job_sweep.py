@@ -1,0 +1,268 @@
+#!/usr/bin/env python
+"""The main jobs' recipe, chosen by measurement: candidate recipes on a held-out training split.
+
+Each candidate is the quickstart config (``benchmarks/main_job.py``'s ``TASKS``) with a few
+settings overridden, trained through ``tools/train.py`` on a shortened schedule and scored every
+``val_interval`` iterations with the task's own metric (mmdet's COCO metric, mmseg's mIoU) on a
+split **held out from the training images**: the last 200 of the 2000 (det) or the last 100 of
+the 1000 (seg) training images. The validation set is never used for choosing. The candidates
+are tried in stages (learning rate first, then the others on the best rate); each stage's winner
+is chosen by the score at the end of its schedule, and cost by training seconds per iteration
+measured in the same sweep.
+
+Writes ``docs/main_job/sweep_<task>.json`` (every candidate's overrides, curve, seconds per
+iteration and commit) and ``docs/main_job/sweep_<task>.png``; the table goes into
+``docs/main_job/sweep.md`` between this task's markers. Finished candidates are skipped, so an
+interrupted sweep resumes.
+
+    python benchmarks/main_job_sweep.py --task det [--threads 1] [--only lr2e-3 ...]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+from typing import Dict, List, Optional
+
+from main_job import ROOT, TASKS, ensure_data, parse_curve, train
+
+#: Held-out images at the end of each training split (by file name order).
+HOLDOUT = {'det': 200, 'seg': 100}
+
+#: Candidates per task: name -> (what changes, config text appended to a config that inherits
+#: the quickstart config, with ``{iters}`` the sweep's schedule length). ``base`` is the recipe
+#: the quickstart had before the sweep.
+_COSINE = '''
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end={warmup}),
+    dict(type='CosineAnnealingLR', T_max={iters} - {warmup}, eta_min=1e-5, by_epoch=False,
+         begin={warmup}, end={iters}),
+]
+'''
+_POLY = '''
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end={warmup}),
+    dict(type='PolyLR', eta_min=1e-5, power=1.0, begin={warmup}, end={iters}, by_epoch=False),
+]
+'''
+_LR = "optim_wrapper = dict(optimizer=dict(lr={lr}))\n"
+_GN = '''
+gn = dict(type='GN', num_groups=32, requires_grad=True)
+model = dict(neck=dict(norm_cfg=gn), roi_head=dict(mask_head=dict(norm_cfg=gn)))
+'''
+_LIGHT = '''
+model = dict(train_cfg=dict(rpn_proposal=dict(nms_pre=500, max_per_img=300),
+                            rcnn=dict(sampler=dict(num=64))))
+'''
+# (the split's ``train_dataloader`` dict is defined above these texts in the same file)
+_BATCH8 = "train_dataloader['batch_size'] = 8\n"
+_NO_PHOTO = '''
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(512, 256), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=(256, 256), cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+train_dataloader['dataset']['pipeline'] = train_pipeline
+'''
+
+
+def _det(lr: float, warmup: int, extra: str = '') -> str:
+    return _LR.format(lr=lr) + _COSINE.replace('{warmup}', str(warmup)) + extra
+
+
+def _seg(lr: float, warmup: int, extra: str = '') -> str:
+    return _LR.format(lr=lr) + _POLY.replace('{warmup}', str(warmup)) + extra
+
+
+CANDIDATES: Dict[str, Dict[str, tuple]] = {
+    'det': {
+        'base': ('lr 1e-3, 100 warm-up iterations, cosine (the old recipe)', _det(1e-3, 100)),
+        'lr2e-3': ('lr 2e-3, 50 warm-up', _det(2e-3, 50)),
+        'lr4e-3': ('lr 4e-3, 50 warm-up', _det(4e-3, 50)),
+        'gn': ('best lr + GroupNorm in the FPN and the mask head', None),
+        'light': ('best lr + 300 RPN proposals and 64 sampled RoIs per image (cheaper)', None),
+    },
+    'seg': {
+        'base': ('lr 1e-3, 100 warm-up iterations, poly (the old recipe)', _seg(1e-3, 100)),
+        'lr2e-3': ('lr 2e-3, 50 warm-up', _seg(2e-3, 50)),
+        'lr4e-3': ('lr 4e-3, 50 warm-up', _seg(4e-3, 50)),
+        'no_photo': ('best lr, without the photometric distortion', None),
+        'batch8': ('best lr, batch 8 (half the iterations at equal images)', None),
+    },
+}
+#: The second stage's additions to the best learning rate of the first stage.
+STAGE2 = {'gn': _GN, 'light': _LIGHT, 'no_photo': _NO_PHOTO, 'batch8': _BATCH8}
+STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
+
+
+def make_holdout(task: str) -> Dict[str, str]:
+    """Split the training images into a sweep-train and a held-out part; returns the files."""
+    data = osp.join(ROOT, TASKS[task]['data'])
+    n = HOLDOUT[task]
+    if task == 'det':
+        ann = osp.join(data, 'annotations')
+        with open(osp.join(ann, 'instances_train2017.json')) as f:
+            coco = json.load(f)
+        images = sorted(coco['images'], key=lambda im: im['file_name'])
+        parts = {'sweep_train': images[:-n], 'sweep_holdout': images[-n:]}
+        files = {}
+        for name, imgs in parts.items():
+            ids = {im['id'] for im in imgs}
+            out = dict(coco, images=imgs,
+                       annotations=[a for a in coco['annotations'] if a['image_id'] in ids])
+            files[name] = osp.join(ann, f'instances_{name}.json')
+            with open(files[name], 'w') as f:
+                json.dump(out, f)
+        return files
+    names = sorted(osp.splitext(f)[0] for f in os.listdir(osp.join(data, 'images', 'training')))
+    files = {}
+    for name, part in (('sweep_train', names[:-n]), ('sweep_holdout', names[-n:])):
+        files[name] = osp.join(data, f'{name}.txt')
+        with open(files[name], 'w') as f:
+            f.write('\n'.join(part) + '\n')
+    return files
+
+
+def split_text(task: str) -> str:
+    """Config text that trains on the sweep-train part and validates on the held-out part."""
+    if task == 'det':
+        return textwrap.dedent('''
+            train_dataloader = dict(dataset=dict(ann_file='annotations/instances_sweep_train.json'))
+            val_dataloader = dict(dataset=dict(ann_file='annotations/instances_sweep_holdout.json',
+                                               data_prefix=dict(img='train2017/')))
+            val_evaluator = dict(ann_file='{data}/annotations/instances_sweep_holdout.json')
+            ''').replace('{data}', TASKS[task]['data'])
+    return textwrap.dedent('''
+        train_dataloader = dict(dataset=dict(ann_file='sweep_train.txt'))
+        val_dataloader = dict(dataset=dict(ann_file='sweep_holdout.txt',
+                                           data_prefix=dict(img_path='images/training',
+                                                            seg_map_path='annotations/training')))
+        ''')
+
+
+def candidate_config(task: str, text: str, iters: int, val_interval: int, out: str,
+                     name: str) -> str:
+    """Write the candidate's config file (inheriting the quickstart config); returns its path."""
+    body = (f"_base_ = ['{osp.join(ROOT, TASKS[task]['config'])}']\n"
+            f'max_iters = {iters}\n'
+            f'train_cfg = dict(max_iters={iters}, val_interval={val_interval})\n'
+            'default_hooks = dict(logger=dict(interval=10), '
+            f'checkpoint=dict(interval={iters + 1}))\n'
+            + split_text(task) + text.replace('{iters}', str(iters)))
+    path = osp.join(out, f'sweep_{task}_{name}.py')
+    with open(path, 'w') as f:
+        f.write(body)
+    return path
+
+
+def headline(task: str) -> str:
+    return TASKS[task]['metrics'][0][0]
+
+
+def best_of(task: str, runs: Dict[str, dict], names) -> str:
+    key = headline(task)
+    done = [n for n in names if n in runs]
+    return max(done, key=lambda n: runs[n]['points'][-1][key])
+
+
+def run_candidate(task: str, name: str, text: str, args, runs: Dict[str, dict]) -> None:
+    cfg = candidate_config(task, text, args.iters, args.val_interval, args.out, name)
+    work = osp.join(args.out, f'sweep_{task}_{name}')
+    os.makedirs(work, exist_ok=True)
+    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    print(f'[sweep] {task} {name}: training {args.iters} iterations', flush=True)
+    wall = train(ROOT, osp.relpath(cfg, ROOT), work, [], env)
+    res = parse_curve(task, work, wall)
+    res.update(config=text.replace('{iters}', str(args.iters)), threads=args.threads,
+               commit=subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
+                                     capture_output=True, text=True).stdout.strip())
+    runs[name] = res
+    print(f"[sweep] {task} {name}: {headline(task)} {res['points'][-1][headline(task)]} "
+          f"({res['s_per_iter']:.2f} s/iter)", flush=True)
+
+
+def plot(task: str, runs: Dict[str, dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    key = headline(task)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, r in runs.items():
+        ax.plot([p['train_min'] for p in r['points']], [p[key] for p in r['points']], 'o-',
+                label=name)
+    ax.set_xlabel('training minutes (sweep threads, see sweep.md)')
+    ax.set_ylabel(f'{key} on the held-out training images')
+    ax.set_title(f'Recipe sweep ({task})', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(task: str, result: dict) -> str:
+    from mambaout_dense.analysis.tables import markdown_table
+    runs, key = result['runs'], headline(task)
+    rows = []
+    for name, r in runs.items():
+        last = r['points'][-1]
+        rows.append({'candidate': name, 'what changes': CANDIDATES[task][name][0],
+                     'iterations': last['iter'], 's/iter': round(r['s_per_iter'], 2),
+                     'training min': round(r['train_min'], 1),
+                     **{label: last[k] for k, label in TASKS[task]['metrics']}})
+    stage1 = best_of(task, runs, STAGE1) if any(n in runs for n in STAGE1) else None
+    return '\n'.join([
+        f"### {task}: `{TASKS[task]['config']}`", '',
+        f"{result['iters']} iterations per candidate, scored every {result['val_interval']} on "
+        f"the last {HOLDOUT[task]} training images (held out; the validation set is not used), "
+        f"{result['threads']} thread(s) per run. Best learning rate (stage 1): `{stage1}`.", '',
+        markdown_table(rows), '', f'![sweep](sweep_{task}.png)', '',
+        'Overrides per candidate are stored in `sweep_' + task + '.json`.'])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--task', choices=sorted(TASKS), default='det')
+    parser.add_argument('--iters', type=int, default=400)
+    parser.add_argument('--val-interval', type=int, default=100)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--only', nargs='*', help='candidates to run (default: all)')
+    parser.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'main_job_sweep'))
+    args = parser.parse_args(argv)
+    sys.path.insert(0, ROOT)
+    from mambaout_dense.analysis.tables import update_section, write_json
+    os.makedirs(args.out, exist_ok=True)
+    ensure_data(sys.executable, args.task)
+    make_holdout(args.task)
+    docs = osp.join(ROOT, 'docs', 'main_job')
+    path = osp.join(docs, f'sweep_{args.task}.json')
+    result = dict(iters=args.iters, val_interval=args.val_interval, threads=args.threads,
+                  runs={})
+    if osp.isfile(path):
+        with open(path) as f:
+            result = json.load(f)
+    runs = result['runs']
+    wanted = args.only or list(CANDIDATES[args.task])
+    for name in wanted:
+        if name in runs:
+            continue
+        text = CANDIDATES[args.task][name][1]
+        if text is None:  # a stage-2 candidate: the best stage-1 recipe plus its change
+            text = runs[best_of(args.task, runs, STAGE1)]['config'] + STAGE2[name]
+        run_candidate(args.task, name, text, args, runs)
+        write_json(path, result)
+    plot(args.task, runs, osp.join(docs, f'sweep_{args.task}.png'))
+    text = report(args.task, result)
+    print(text)
+    update_section(osp.join(docs, 'sweep.md'), f'sweep-{args.task}', text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

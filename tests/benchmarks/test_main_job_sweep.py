@@ -1,0 +1,72 @@
+"""The recipe sweep chooses on images held out from the training split, with configs that load."""
+import json
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+import main_job
+import main_job_sweep as sweep
+
+
+@pytest.fixture
+def tiny_root(tmp_path, monkeypatch):
+    """A repo root whose quickstart data sets are tiny generated ones."""
+    from mambaout_dense.datasets.synthetic.ade import generate_ade
+    from mambaout_dense.datasets.synthetic.coco import generate_coco
+    generate_coco(str(tmp_path / main_job.TASKS['det']['data']), num_train=10, num_val=2,
+                  size=64)
+    generate_ade(str(tmp_path / main_job.TASKS['seg']['data']), num_train=8, num_val=2, size=64)
+    monkeypatch.setattr(sweep, 'ROOT', str(tmp_path))
+    monkeypatch.setattr(sweep, 'HOLDOUT', {'det': 3, 'seg': 2})
+    return tmp_path
+
+
+def test_det_holdout_is_disjoint_and_complete(tiny_root):
+    files = sweep.make_holdout('det')
+    with open(osp.join(tiny_root, main_job.TASKS['det']['data'], 'annotations',
+                       'instances_train2017.json')) as f:
+        full = json.load(f)
+    parts = {}
+    for name, path in files.items():
+        with open(path) as f:
+            parts[name] = json.load(f)
+    train_ids = {im['id'] for im in parts['sweep_train']['images']}
+    held_ids = {im['id'] for im in parts['sweep_holdout']['images']}
+    assert len(held_ids) == 3 and len(train_ids) == 7 and not train_ids & held_ids
+    assert train_ids | held_ids == {im['id'] for im in full['images']}
+    for part, ids in ((parts['sweep_train'], train_ids), (parts['sweep_holdout'], held_ids)):
+        assert {a['image_id'] for a in part['annotations']} <= ids
+    assert (len(parts['sweep_train']['annotations']) + len(parts['sweep_holdout']['annotations'])
+            == len(full['annotations']))
+    assert parts['sweep_holdout']['categories'] == full['categories']
+
+
+def test_seg_holdout_lists_the_last_training_images(tiny_root):
+    files = sweep.make_holdout('seg')
+    read = {k: open(v).read().split() for k, v in files.items()}
+    assert len(read['sweep_holdout']) == 2 and len(read['sweep_train']) == 6
+    assert max(read['sweep_train']) < min(read['sweep_holdout'])
+
+
+@pytest.mark.parametrize('task', sorted(main_job.TASKS))
+def test_every_candidate_config_trains_on_the_split_and_never_on_val(task, tmp_path):
+    base = sweep.CANDIDATES[task]['base'][1]
+    for name, (_, text) in sweep.CANDIDATES[task].items():
+        text = text if text is not None else base + sweep.STAGE2[name]
+        path = sweep.candidate_config(task, text, 40, 20, str(tmp_path), name)
+        cfg = Config.fromfile(path)
+        assert cfg.train_cfg.max_iters == 40 and cfg.train_cfg.val_interval == 20
+        assert cfg.param_scheduler[-1]['end'] == 40
+        train_ds, val_ds = cfg.train_dataloader.dataset, cfg.val_dataloader.dataset
+        assert 'sweep_train' in train_ds.ann_file and 'sweep_holdout' in val_ds.ann_file
+        if task == 'det':
+            assert val_ds.data_prefix.img == 'train2017/'
+            assert cfg.val_evaluator.ann_file.endswith('instances_sweep_holdout.json')
+        else:
+            assert val_ds.data_prefix.img_path == 'images/training'
+        assert cfg.train_dataloader.batch_size == (8 if name == 'batch8' else 4)
+        if name == 'no_photo':
+            assert 'PhotoMetricDistortion' not in str(train_ds.pipeline)
+        lr = cfg.optim_wrapper.optimizer.lr
+        assert lr == {'lr2e-3': 2e-3, 'lr4e-3': 4e-3}.get(name, 1e-3)
