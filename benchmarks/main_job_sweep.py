@@ -57,6 +57,46 @@ model = dict(train_cfg=dict(rpn_proposal=dict(nms_pre=500, max_per_img=300),
                             rcnn=dict(sampler=dict(num=64))))
 '''
 # (the split's ``train_dataloader`` dict is defined above these texts in the same file)
+# anchors 16-256 px (scale 4 at strides 4-64) instead of 32-512: the objects are 10-90 px at 256
+_ANCHORS = '''
+model = dict(rpn_head=dict(anchor_generator=dict(scales=[4])))
+'''
+# online hard example mining on the decode head's pixels (mmseg's OHEMPixelSampler): the rare
+# "thing" classes (box, ball: about 2% of the pixels each) are the hard pixels early on. (mmseg
+# 1.2's class_weight cannot be used here: its average indexes the weights with the ignore label.)
+_OHEM = '''
+model = dict(decode_head=dict(sampler=dict(type='OHEMPixelSampler', thresh=0.7,
+                                           min_kept=100000)))
+'''
+# the RoI level mapping sized to the objects too: mmdet reads RoIs under 112 px from P2 (the
+# stage-1 level) with finest_scale 56; 28 sends 28-56 px RoIs to P3 and 56-112 px to P4
+_LEVELS = _ANCHORS + """
+model = dict(roi_head=dict(bbox_roi_extractor=dict(finest_scale=28),
+                           mask_roi_extractor=dict(finest_scale=28)))
+"""
+# the two "thing" classes (box, ball: about 2% of the pixels each) weigh 3x in the loss, through
+# mambaout_dense.CrossEntropyLoss (mmseg 1.2's class_weight fails when pixels are ignored)
+_THINGS = """
+custom_imports = dict(imports=['mambaout_dense.models', 'mambaout_dense.engine',
+                               'mambaout_dense.safe_io', 'mambaout_dense.datasets.checked_ade',
+                               'mambaout_dense.adapters.seg_loss'])
+_loss = dict(type='mambaout_dense.CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True,
+             class_weight=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0])
+model = dict(decode_head=dict(loss_decode=dict(_loss, loss_weight=1.0)),
+             auxiliary_head=dict(loss_decode=dict(_loss, loss_weight=0.4)))
+"""
+# (the split's ``train_dataloader`` dict is defined above these texts in the same file)
+# anchors 16-256 px (scale 4 at strides 4-64) instead of 32-512: the objects are 10-90 px at 256
+_ANCHORS = '''
+model = dict(rpn_head=dict(anchor_generator=dict(scales=[4])))
+'''
+# the two "thing" classes (box, ball: about 2% of the pixels each) weigh 3x in the loss
+# (avg_non_ignore off: mmseg 1.2's weighted average indexes the weights with the ignore label)
+_THINGS = '''
+_w = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0]
+model = dict(decode_head=dict(loss_decode=dict(class_weight=_w, avg_non_ignore=False)),
+             auxiliary_head=dict(loss_decode=dict(class_weight=_w, avg_non_ignore=False)))
+'''
 _BATCH8 = "train_dataloader['batch_size'] = 8\n"
 _NO_PHOTO = '''
 train_pipeline = [
@@ -86,6 +126,9 @@ CANDIDATES: Dict[str, Dict[str, tuple]] = {
         'lr4e-3': ('lr 4e-3, 50 warm-up', _det(4e-3, 50)),
         'gn': ('best lr + GroupNorm in the FPN and the mask head', None),
         'light': ('best lr + 300 RPN proposals and 64 sampled RoIs per image (cheaper)', None),
+        'anchors': ('best lr + anchors 16-256 px (scale 4) instead of 32-512 px', None),
+        'levels': ('best lr + anchors 16-256 px and RoIs of 28-56 px read from P3, 56-112 from '
+                   'P4 (finest_scale 28 instead of 56)', None),
     },
     'seg': {
         'base': ('lr 1e-3, 100 warm-up iterations, poly (the old recipe)', _seg(1e-3, 100)),
@@ -93,10 +136,14 @@ CANDIDATES: Dict[str, Dict[str, tuple]] = {
         'lr4e-3': ('lr 4e-3, 50 warm-up', _seg(4e-3, 50)),
         'no_photo': ('best lr, without the photometric distortion', None),
         'batch8': ('best lr, batch 8 (half the iterations at equal images)', None),
+        'things_x3': ('best lr, box and ball weigh 3x in the loss (about 2% of pixels each)',
+                      None),
+        'ohem': ('best lr, online hard example mining of pixels (thresh 0.7, 100k kept)', None),
     },
 }
 #: The second stage's additions to the best learning rate of the first stage.
-STAGE2 = {'gn': _GN, 'light': _LIGHT, 'no_photo': _NO_PHOTO, 'batch8': _BATCH8}
+STAGE2 = {'gn': _GN, 'light': _LIGHT, 'anchors': _ANCHORS, 'levels': _LEVELS, 'no_photo': _NO_PHOTO,
+          'batch8': _BATCH8, 'ohem': _OHEM, 'things_x3': _THINGS}
 STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
 
 
@@ -256,6 +303,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if text is None:  # a stage-2 candidate: the best stage-1 recipe plus its change
             text = runs[best_of(args.task, runs, STAGE1)]['config'] + STAGE2[name]
         run_candidate(args.task, name, text, args, runs)
+        if osp.isfile(path):  # runs that other sweep processes of this task stored meanwhile
+            with open(path) as f:
+                runs.update({k: v for k, v in json.load(f)['runs'].items() if k not in runs})
         write_json(path, result)
     plot(args.task, runs, osp.join(docs, f'sweep_{args.task}.png'))
     text = report(args.task, result)

@@ -66,6 +66,15 @@ def test_every_candidate_config_trains_on_the_split_and_never_on_val(task, tmp_p
         else:
             assert val_ds.data_prefix.img_path == 'images/training'
         assert cfg.train_dataloader.batch_size == (8 if name == 'batch8' else 4)
+        if name == 'anchors':
+            assert cfg.model.rpn_head.anchor_generator.scales == [4]
+        if name == 'levels':
+            assert cfg.model.roi_head.mask_roi_extractor.finest_scale == 28
+        if name == 'things_x3':
+            assert cfg.model.decode_head.loss_decode.class_weight == [1.0] * 6 + [3.0] * 2
+            assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
+        if name == 'ohem':
+            assert cfg.model.decode_head.sampler.type == 'OHEMPixelSampler'
         if name == 'no_photo':
             assert 'PhotoMetricDistortion' not in str(train_ds.pipeline)
         lr = cfg.optim_wrapper.optimizer.lr
