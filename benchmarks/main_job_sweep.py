@@ -56,23 +56,21 @@ _LIGHT = '''
 model = dict(train_cfg=dict(rpn_proposal=dict(nms_pre=500, max_per_img=300),
                             rcnn=dict(sampler=dict(num=64))))
 '''
-# (the split's ``train_dataloader`` dict is defined above these texts in the same file)
 # anchors 16-256 px (scale 4 at strides 4-64) instead of 32-512: the objects are 10-90 px at 256
-_ANCHORS = '''
+_ANCHORS = """
 model = dict(rpn_head=dict(anchor_generator=dict(scales=[4])))
-'''
-# online hard example mining on the decode head's pixels (mmseg's OHEMPixelSampler): the rare
-# "thing" classes (box, ball: about 2% of the pixels each) are the hard pixels early on. (mmseg
-# 1.2's class_weight cannot be used here: its average indexes the weights with the ignore label.)
-_OHEM = '''
-model = dict(decode_head=dict(sampler=dict(type='OHEMPixelSampler', thresh=0.7,
-                                           min_kept=100000)))
-'''
+"""
 # the RoI level mapping sized to the objects too: mmdet reads RoIs under 112 px from P2 (the
 # stage-1 level) with finest_scale 56; 28 sends 28-56 px RoIs to P3 and 56-112 px to P4
 _LEVELS = _ANCHORS + """
 model = dict(roi_head=dict(bbox_roi_extractor=dict(finest_scale=28),
                            mask_roi_extractor=dict(finest_scale=28)))
+"""
+# online hard example mining on the decode head's pixels (mmseg's OHEMPixelSampler): the rare
+# "thing" classes (box, ball: about 2% of the pixels each) are the hard pixels early on
+_OHEM = """
+model = dict(decode_head=dict(sampler=dict(type='OHEMPixelSampler', thresh=0.7,
+                                           min_kept=100000)))
 """
 # the two "thing" classes (box, ball: about 2% of the pixels each) weigh 3x in the loss, through
 # mambaout_dense.CrossEntropyLoss (mmseg 1.2's class_weight fails when pixels are ignored)
@@ -86,17 +84,6 @@ model = dict(decode_head=dict(loss_decode=dict(_loss, loss_weight=1.0)),
              auxiliary_head=dict(loss_decode=dict(_loss, loss_weight=0.4)))
 """
 # (the split's ``train_dataloader`` dict is defined above these texts in the same file)
-# anchors 16-256 px (scale 4 at strides 4-64) instead of 32-512: the objects are 10-90 px at 256
-_ANCHORS = '''
-model = dict(rpn_head=dict(anchor_generator=dict(scales=[4])))
-'''
-# the two "thing" classes (box, ball: about 2% of the pixels each) weigh 3x in the loss
-# (avg_non_ignore off: mmseg 1.2's weighted average indexes the weights with the ignore label)
-_THINGS = '''
-_w = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0]
-model = dict(decode_head=dict(loss_decode=dict(class_weight=_w, avg_non_ignore=False)),
-             auxiliary_head=dict(loss_decode=dict(class_weight=_w, avg_non_ignore=False)))
-'''
 _BATCH8 = "train_dataloader['batch_size'] = 8\n"
 _NO_PHOTO = '''
 train_pipeline = [
@@ -142,9 +129,11 @@ CANDIDATES: Dict[str, Dict[str, tuple]] = {
     },
 }
 #: The second stage's additions to the best learning rate of the first stage.
-STAGE2 = {'gn': _GN, 'light': _LIGHT, 'anchors': _ANCHORS, 'levels': _LEVELS, 'no_photo': _NO_PHOTO,
-          'batch8': _BATCH8, 'ohem': _OHEM, 'things_x3': _THINGS}
+STAGE2 = {'gn': _GN, 'light': _LIGHT, 'anchors': _ANCHORS, 'levels': _LEVELS,
+          'no_photo': _NO_PHOTO, 'batch8': _BATCH8, 'ohem': _OHEM, 'things_x3': _THINGS}
 STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
+#: The changes the quickstart configs took from the sweep (to the best learning rate).
+ADOPTED = {'det': ('anchors', ), 'seg': ('things_x3', )}
 
 
 def make_holdout(task: str) -> Dict[str, str]:
@@ -269,8 +258,25 @@ def report(task: str, result: dict) -> str:
         f"{result['iters']} iterations per candidate, scored every {result['val_interval']} on "
         f"the last {HOLDOUT[task]} training images (held out; the validation set is not used), "
         f"{result['threads']} thread(s) per run. Best learning rate (stage 1): `{stage1}`.", '',
-        markdown_table(rows), '', f'![sweep](sweep_{task}.png)', '',
+        markdown_table(rows), '',
+        'Seconds per iteration are measured while another sweep (and at first a third job) '
+        'shared the 2 cores, so compare them only roughly; the quickstart curve in '
+        '`docs/results.md` gives the cost on an idle CPU. Each candidate is one run of one seed: '
+        'differences of a few hundredths of AP (or 1-2 mIoU) are within what a second seed '
+        'could change.', '', adopted(task, runs), '', f'![sweep](sweep_{task}.png)', '',
         'Overrides per candidate are stored in `sweep_' + task + '.json`.'])
+
+
+def adopted(task: str, runs: Dict[str, dict]) -> str:
+    """What the quickstart config took from the sweep, with each change's gain over ``base``."""
+    key, label = TASKS[task]['metrics'][0]
+    if 'base' not in runs:
+        return ''
+    base = runs['base']['points'][-1][key]
+    gains = [f"`{n}` ({CANDIDATES[task][n][0]}: {label} {runs[n]['points'][-1][key]:.3f} vs "
+             f'{base:.3f})' for n in ADOPTED[task] if n in runs]
+    return ('Adopted in the quickstart config, with its schedule lengthened to fill the '
+            'training budget: ' + '; '.join(gains) + '.') if gains else ''
 
 
 def main(argv: Optional[List[str]] = None) -> int:

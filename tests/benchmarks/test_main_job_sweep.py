@@ -72,6 +72,7 @@ def test_every_candidate_config_trains_on_the_split_and_never_on_val(task, tmp_p
             assert cfg.model.roi_head.mask_roi_extractor.finest_scale == 28
         if name == 'things_x3':
             assert cfg.model.decode_head.loss_decode.class_weight == [1.0] * 6 + [3.0] * 2
+            assert cfg.model.decode_head.loss_decode.type == 'mambaout_dense.CrossEntropyLoss'
             assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
         if name == 'ohem':
             assert cfg.model.decode_head.sampler.type == 'OHEMPixelSampler'
