@@ -13,11 +13,16 @@ Two measurements, both through ``tools/train.py`` as a user runs it:
 2. **Time to AP**: the full schedule of the config with validation every ``--val-interval``
    iterations; each evaluation is placed at the wall-clock time of its iteration (evaluation time
    excluded from the training clock, reported separately). Writes ``docs/main_job/`` (JSON, PNG)
-   and the results section ``main-job``, with the AP reached within ``--budget-min`` minutes.
+   and the results section ``main-job``, with the AP reached within ``--budget-min`` minutes
+   against the target (bbox and segm AP >= 0.5; mIoU >= 80 for ``--task seg``).
+3. **The old recipe beside it** (``--old-tree DIR``, a ``git worktree`` of the commit before the
+   recipe sweep of ``benchmarks/main_job_sweep.py``): the same config name run in that tree on
+   this tree's data, drawn on the same time axis.
 
-    python benchmarks/main_job.py --baseline-tree /tmp/baseline   # detection (about 40 min)
-    python benchmarks/main_job.py --skip-curve --baseline-tree /tmp/baseline
-    python benchmarks/main_job.py --task seg                      # segmentation
+    git worktree add /tmp/old <commit before the sweep>
+    python benchmarks/main_job.py --task det --val-interval 200 --old-tree /tmp/old
+    python benchmarks/main_job.py --task seg --val-interval 200 --old-tree /tmp/old
+    python benchmarks/main_job.py --skip-curve --baseline-tree /tmp/baseline   # speed only
 """
 import argparse
 import json
@@ -228,14 +233,17 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
                          f"{best['iter']}); target {goal}: **{'met' if met else 'missed'}**.")
         old = result.get('old_curve')
         if old:
-            same = score_at(old['points'], cur['train_min'])
+            end = old['points'][-1]
+            same = score_at(cur['points'], old['train_min'])
+            head = ', '.join(f'{label} {end[key]:.3f}' for key, label in spec['metrics'][:2])
             lines += ['', f"The old recipe (commit `{old['commit']}`, the same config name), run "
-                      f"on the same machine: {old['s_per_iter']:.2f} s per iteration, "
-                      f"{old['train_min']:.1f} training minutes; at the end of its schedule "
-                      + ', '.join(f'{label} {old["points"][-1][key]:.3f}'
-                                  for key, label in spec['metrics'])
-                      + (f" (the last evaluation within this recipe's {cur['train_min']:.1f} "
-                         f"minutes: iteration {same['iter']})" if same else '') + '.']
+                      f"on the same machine in the same call: {old['s_per_iter']:.2f} s per "
+                      f"iteration; it ends after {old['train_min']:.1f} training minutes "
+                      f"(iteration {end['iter']}) at {head}."
+                      + (f" This recipe at the same training time ({same['train_min']:.1f} min, "
+                         f"iteration {same['iter']}): " + ', '.join(
+                             f'{label} {same[key]:.3f}' for key, label in spec['metrics'][:2])
+                         + '.' if same else '')]
         lines += ['', f'![time to score](main_job/time_to_score_{task}.png)']
     return '\n'.join(lines)
 
@@ -278,7 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                     osp.abspath(args.old_tree), 'old_curve')
     if 'curve' in result:
         os.makedirs(docs, exist_ok=True)
-        plot(result['curve'], args.task, osp.join(docs, f'time_to_score_{args.task}.png'))
+        plot(result, args.task, osp.join(docs, f'time_to_score_{args.task}.png'))
     from common import publish
 
     from mambaout_dense.analysis.tables import write_json

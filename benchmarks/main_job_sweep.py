@@ -230,9 +230,9 @@ def plot(task: str, runs: Dict[str, dict], path: str) -> None:
     key = headline(task)
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, r in runs.items():
-        ax.plot([p['train_min'] for p in r['points']], [p[key] for p in r['points']], 'o-',
+        ax.plot([p['iter'] for p in r['points']], [p[key] for p in r['points']], 'o-',
                 label=name)
-    ax.set_xlabel('training minutes (sweep threads, see sweep.md)')
+    ax.set_xlabel('iteration (batch 4; the sweep shared the CPU, so minutes are not comparable)')
     ax.set_ylabel(f'{key} on the held-out training images')
     ax.set_title(f'Recipe sweep ({task})', fontsize=9)
     ax.grid(alpha=0.3)
