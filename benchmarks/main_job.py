@@ -120,7 +120,10 @@ def compare(baseline: str, iters: int, rounds: int, out: str) -> dict:
     commit = subprocess.run(['git', '-C', baseline, 'rev-parse', '--short', 'HEAD'],
                             capture_output=True, text=True).stdout.strip()
     return dict(baseline_commit=commit, iters=iters, rounds=rounds, baseline_s=base,
-                ours_s=ours, speedup=base / ours, runs=per)
+                ours_s=ours, speedup=base / ours, runs=per,
+                date=time.strftime('%Y-%m-%d'), recipe_commit=subprocess.run(
+                    ['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                    text=True).stdout.strip())
 
 
 def curve(task: str, val_interval: int, out: str, tree: str = ROOT, name: str = 'curve') -> dict:
@@ -211,7 +214,10 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
                   f"`{cmp_['baseline_commit']}`), same data, {cmp_['iters']} iterations per run, "
                   f"{cmp_['rounds']} runs each in turns: **{cmp_['baseline_s']:.2f} s -> "
                   f"{cmp_['ours_s']:.2f} s per iteration, {cmp_['speedup']:.2f}x faster** "
-                  f'(target: half the time, {met}). Both compute the same numbers (the parallel '
+                  f'(target: half the time, {met}; measured '
+                  + (f"on {cmp_['date']} at commit `{cmp_['recipe_commit']}`"
+                     if 'date' in cmp_ else 'in an earlier session, on that machine, with the '
+                     'recipe of that time') + '). Both compute the same numbers (the parallel '
                   "RoIAlign equals mmcv's, the Gated CNN block the official formula; both "
                   'tested), so the AP at equal iterations is unchanged.', '']
     cur = result.get('curve')
