@@ -119,7 +119,8 @@ def report(res: dict) -> str:
     return '\n'.join([
         '### One detector training iteration, end to end (`benchmarks/main_job_profile.py`)', '',
         f"`{TASKS['det']['config']}`, its data pipeline, batch 4; mean of {res['iters']} "
-        f"iterations after {res['warmup']} from scratch (early training: few proposals overlap objects yet), under "
+        f"iterations after {res['warmup']} from scratch (early training: few proposals overlap "
+        f"objects yet), under "
         f"torch.profiler; {environment('cpu')}. Forward parts by forward hooks; the backward "
         'covers every part.', '',
         markdown_table([{'part': p['part'], 'seconds': round(p['s'], 3),

@@ -244,7 +244,7 @@ def plot(task: str, runs: Dict[str, dict], path: str) -> None:
 
 def report(task: str, result: dict) -> str:
     from mambaout_dense.analysis.tables import markdown_table
-    runs, key = result['runs'], headline(task)
+    runs = result['runs']
     rows = []
     for name, r in runs.items():
         last = r['points'][-1]

@@ -2,11 +2,10 @@
 import json
 import os.path as osp
 
-import pytest
-from mmengine.config import Config
-
 import main_job
 import main_job_sweep as sweep
+import pytest
+from mmengine.config import Config
 
 
 @pytest.fixture
