@@ -206,7 +206,9 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
     command = 'bash tools/quickstart.sh' + (' seg' if task == 'seg' else '')
     lines = [f'### Quickstart {"detection" if task == "det" else "segmentation"} '
              '(`benchmarks/main_job.py`)', '',
-             f"`{command}`: {spec['title']}, `{spec['config']}`; {environment('cpu')}.", '']
+             f"`{command}`: {spec['title']}, `{spec['config']}`; {environment('cpu')}.", '',
+             'The recipe was chosen on images held out from the training split '
+             '(`benchmarks/main_job_sweep.py`, [docs/main_job/sweep.md](main_job/sweep.md)).', '']
     cmp_ = result.get('compare')
     if cmp_:
         met = 'met' if cmp_['speedup'] >= 2 else '**missed**'
