@@ -156,3 +156,16 @@ def test_maskrcnn_gate_needs_recall_and_a_colour_score():
             dict(base, acc_control=math.nan, scores=dict(near=dict(recall50=0.0)))]
     assert [r['learned'] for r in apply_gate(recs, 0.9, 0.5)] == [True, False, False]
     assert [r['learned'] for r in apply_gate(recs, 0.0, 0.0)] == [True, True, False]
+
+
+def test_trained_erf_needs_the_final_checkpoint_and_says_where_it_looked(tmp_path):
+    from mambaout_dense.analysis.dense_longrange.erf import final_checkpoint
+    from mambaout_dense.errors import DataError
+    with pytest.raises(DataError, match='no final checkpoint.*iter_50.pth'):
+        final_checkpoint(str(tmp_path), 50)
+    (tmp_path / 'iter_50.pth').write_bytes(b'x')
+    assert final_checkpoint(str(tmp_path), 50) == str(tmp_path / 'iter_50.pth')
+    other = tmp_path / 'elsewhere.pth'
+    other.write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text(str(other))
+    assert final_checkpoint(str(tmp_path), 50) == str(other)

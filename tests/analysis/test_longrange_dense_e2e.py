@@ -47,6 +47,11 @@ def test_upernet_arm_gates_resumes_and_writes_the_report_section(tmp_path):
     text = md.read_text()
     assert '<!-- other:begin -->\nkept' in text and '**upernet arm**' in text
     assert '| upernet/mambaout/s64/d8/seed0 | yes |' in text
+    # trained-model ERFs of the scored run, beside random weights: one row per stage
+    assert [e['stage'] for e in res['erf']] == [1, 2, 3, 4]
+    assert all(e['r90'] > 0 and e['r90_trained'] > 0 for e in res['erf'])
+    assert (work / 'erf' / 'erf_upernet_mambaout_s64_seed0_trained.png').is_file()
+    assert '**Effective receptive fields**' in text and 'trained stage-4 ERF' in text
     scalars = next((work / 'runs').rglob('scalars.json'))
     stamp = scalars.stat().st_mtime_ns
 
@@ -56,6 +61,7 @@ def test_upernet_arm_gates_resumes_and_writes_the_report_section(tmp_path):
     assert len((work / 'upernet_cells.jsonl').read_text().splitlines()) == 1
     (rec, ) = _results(work, 'upernet')['records']
     assert not rec['learned'] and not rec['scored']
+    assert _results(work, 'upernet')['erf'] == []  # no scored run: no trained-model ERF
     text = md.read_text()
     assert 'not scored: upernet/mambaout/s64/d8/seed0' in text
     assert text.count('<!-- longrange-upernet:begin -->') == 1

@@ -71,6 +71,9 @@ def build_parser():
                         help='runs at once, each its own process (default 2: one per core)')
     parser.add_argument('--no-cost', action='store_true',
                         help='skip the parameter, FLOP and latency measurement')
+    parser.add_argument('--erf-images', type=int, default=8,
+                        help='trained-model ERFs (beside random weights) of each backbone\'s '
+                        'first scored run on N far validation images; 0 skips (default 8)')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the plan, the lengths and the cost, then stop')
     parser.add_argument('--results-md', help='markdown file whose longrange-{arm} section is '
@@ -112,7 +115,7 @@ def run_dense(argv: List[str]) -> int:
     res = dl.run_sweep(s, cells, work_dir, [sys.executable, osp.join(REPO_ROOT, 'tools',
                                                                       'train.py')],
                        config_dir, dims, args.learned_threshold, args.min_recall, args.threads,
-                       args.jobs, cost, command, args.results_md)
+                       args.jobs, cost, command, args.results_md, args.erf_images)
     print(dl.render_dense_markdown(res))
     return 0 if res['cells_done'] == res['cells_planned'] and not res['failed'] else 1
 

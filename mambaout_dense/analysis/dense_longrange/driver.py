@@ -17,6 +17,7 @@ from mmengine.logging import print_log
 
 from ..longrange.store import ResultStore, provenance
 from ..tables import update_section, write_json, write_text
+from .erf import trained_erfs
 from .plan import DenseCell, DenseSettings, length_table
 from .report import (
     apply_gate,
@@ -76,13 +77,14 @@ def make_record(cell: DenseCell, s: DenseSettings, run: Dict[str, Any], dim: int
 def build_results(s: DenseSettings, records: List[Dict[str, Any]], planned: int,
                   lengths: List[Dict[str, Any]], cost: List[Dict[str, Any]], threshold: float,
                   min_recall: float, command: str,
-                  sessions: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """The results JSON: gated records, summary, gaps, verdict, headline and provenance."""
+                  sessions: Optional[List[Dict[str, Any]]] = None,
+                  erf: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The results JSON: gated records, summary, gaps, ERFs, verdict, headline, provenance."""
     gated = apply_gate(records, threshold, min_recall)
     res = dict(settings=s.to_dict(), settings_key=s.key(), learned_threshold=threshold,
                min_recall=min_recall, command=command, cells_planned=planned,
                cells_done=len(gated), lengths=lengths, cost=cost, records=gated,
-               summary=summarise_dense(gated), gaps=dense_gaps(gated),
+               summary=summarise_dense(gated), gaps=dense_gaps(gated), erf=erf or [],
                sessions=sessions or [], provenance=provenance())
     res['verdict'] = dense_verdict(res)
     res['headline'] = dense_headline(res)
@@ -93,7 +95,7 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
               train_command: Sequence[str], config_dir: str, dims: Sequence[int],
               threshold: float = 0.9, min_recall: float = 0.5, threads: int = 1,
               jobs: int = 1, cost: Optional[List[Dict[str, Any]]] = None, command: str = '',
-              results_md: Optional[str] = None) -> Dict[str, Any]:
+              results_md: Optional[str] = None, erf_images: int = 8) -> Dict[str, Any]:
     """Run the cells not yet stored, then write the results and the report.
 
     Args:
@@ -111,6 +113,8 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
         command (str): The command line, for the report. Defaults to ''.
         results_md (str, optional): Markdown file whose section ``longrange-{arm}`` is
             rewritten. Defaults to None (none).
+        erf_images (int): Images for the trained-model ERFs of each backbone's first scored
+            run (:func:`.erf.trained_erfs`); 0 skips them. Defaults to 8.
 
     Returns:
         dict: The results of every stored run of these settings, this plan's and earlier
@@ -166,8 +170,14 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
     if todo:
         sessions.append(dict(command=command, runs=len(todo) - len(failed),
                              wall_s=time.perf_counter() - start, provenance=provenance()))
+    erf = []
+    if erf_images > 0:
+        erf = trained_erfs(apply_gate(records, threshold, min_recall), s, work_dir, config_dir,
+                           erf_images)
+        _log(f'trained-model ERFs of {len({(r["backbone"], r["size"]) for r in erf})} '
+             f'backbone-size pairs in {osp.join(work_dir, "erf")}')
     res = build_results(s, records, planned, lengths, cost or [], threshold, min_recall,
-                        command, sessions)
+                        command, sessions, erf)
     write_json(path, res)
     md = render_dense_markdown(res)
     write_text(osp.join(work_dir, f'{s.arm}_results.md'), md)

@@ -20,6 +20,7 @@ from ..longrange.stats import (
     mean_std_ci,
     paired_gaps,
 )
+from .erf import erf_markdown_dense
 from .plan import BACKBONES
 
 __all__ = ['apply_gate', 'summarise_dense', 'dense_gaps', 'dense_verdict', 'dense_headline',
@@ -154,6 +155,13 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
                        f'{hi / lo:g}x longer in every stage): '
                        + ('the intervals do not overlap.' if apart else
                           'the intervals overlap.'))
+    for size in sizes:
+        deep = [e for e in res.get('erf') or [] if e['size'] == size and e['stage'] == 4]
+        if deep:
+            out.append(f'{size} px, trained stage-4 ERF (r90, first scored seed) against the far '
+                       f'cue of {deep[0]["far_px"]:g} px: ' + '; '.join(
+                           f"{e['backbone']} {e['r90_trained']:.0f} px (random weights "
+                           f"{e['r90']:.0f})" for e in deep) + '.')
     cost = res.get('cost') or []
     for size in sizes:
         ref = next((c for c in cost if c['backbone'] == 'mambaout' and c['size'] == size), None)
@@ -254,6 +262,12 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
                          f"{c['flops'] / 1e9:.3f}",
                          f"{c['latency_ms']:.0f}" if c.get('latency_ms') else 'n/a']
                         for c in res['cost']]), '']
+    if res.get('erf'):
+        out += ['**Effective receptive fields**, random and trained weights (the backbone of '
+                'each backbone\'s first scored run, on the far group\'s validation images; '
+                'radii around the central output location holding 50% and 90% of the gradient '
+                'mass, `mambaout_dense.analysis.erf`):', '',
+                erf_markdown_dense(res['erf']), '']
     out += ['**Verdict** (generated from the tables above):', '']
     out += [f'- {line}' for line in res['verdict']] + ['']
     out += ['**Runs** (final validation; curves and provenance in the results JSON):', '',
