@@ -110,7 +110,8 @@ test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
     constructor='mambaout_dense.MergedGroupsOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05, foreach=True),
+    # lr 2e-4: the UperNet arm's, tuned on seed 100 (docs/longrange_dense.md)
+    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05, foreach=True),
     paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={'norm': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=10.0, norm_type=2))
 param_scheduler = [

@@ -37,6 +37,8 @@ AREAS: List[Tuple[str, str, str]] = [
     ('main-job', 'Quickstart detection', r'^(Reached within .*)$'),
     ('main-job-seg', 'Quickstart segmentation', r'^(Reached within .*)$'),
     ('long-sequence', 'Long-sequence hypothesis', r'^\*\*In one line:\*\* (.*)$'),
+    ('longrange-upernet', 'Long range in the real stack', r'^\*\*In one line:\*\* (.*)$'),
+    ('longrange-maskrcnn', 'Long range in the real stack', r'^\*\*In one line:\*\* (.*)$'),
     ('reliability', 'Reliability', r'^(\d+ of \d+ faults handled as expected.*)$'),
 ]
 ALGORITHMS = {'mask_rcnn': 'Mask R-CNN', 'upernet': 'UperNet'}

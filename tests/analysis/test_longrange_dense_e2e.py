@@ -83,3 +83,15 @@ def test_maskrcnn_arm_stores_ap_per_group_and_resumes(tmp_path):
     assert '**maskrcnn arm**' in md.read_text() and 'bbox_mAP near / far' in md.read_text()
     proc = _run('longrange_dense.py', *args, cwd=tmp_path)
     assert '0 to run' in proc.output
+
+
+def test_gpu_preset_plans_both_arms_every_size_and_three_seeds_and_flags_win(tmp_path):
+    proc = _run('longrange_dense.py', '--arm', 'both', '--preset', 'gpu', '--dry-run',
+                '--no-cost', '--work-dir', tmp_path, cwd=tmp_path)
+    plans = [line for line in proc.output.splitlines() if ' runs: ' in line]
+    assert [p.split('] ')[1].split(':')[0] for p in plans] == ['18 runs', '18 runs']
+    assert 'upernet/hybrid/s256/d20/seed2' in plans[0]
+    assert 'maskrcnn/mambaout/s128/d20/seed0' in plans[1]
+    proc = _run('longrange_dense.py', '--arm', 'upernet', '--preset', 'gpu', '--sizes', '128',
+                '--dry-run', '--no-cost', '--work-dir', tmp_path, cwd=tmp_path)
+    assert '9 runs: ' in proc.output and 's256' not in proc.output

@@ -24,6 +24,7 @@ rewrites the section between <!-- longrange-{arm}:begin/end --> of FILE.
     python tools/analysis/longrange_dense.py --arm upernet --sizes 128 256   # + the length axis
     python tools/analysis/longrange_dense.py --arm maskrcnn --seeds 0
     python tools/analysis/longrange_dense.py --arm upernet --dry-run   # plan, lengths, cost
+    python tools/analysis/longrange_dense.py --arm both --preset gpu   # GPU: both arms, sizes
     ... --results-md docs/results.md                                   # the report section
 """
 import os
@@ -32,6 +33,9 @@ import sys
 from typing import List
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: Preset overrides (flags given on the command line win). gpu: both sizes, 3 seeds, several
+#: runs at once on one GPU (tools/train.py takes the GPU when there is one).
+PRESETS = {'gpu': dict(sizes=[128, 256], seeds=[0, 1, 2], jobs=6, threads=2)}
 
 
 def build_parser():
@@ -39,7 +43,11 @@ def build_parser():
     from mambaout_dense.cli import doc_parser
     d = DenseSettings(arm='upernet')
     parser = doc_parser(__doc__)
-    parser.add_argument('--arm', choices=sorted(ARMS), required=True)
+    parser.add_argument('--arm', choices=sorted(ARMS) + ['both'], required=True,
+                        help='upernet, maskrcnn, or both (one after the other)')
+    parser.add_argument('--preset', choices=sorted(PRESETS),
+                        help='gpu: --sizes 128 256 --seeds 0 1 2 --jobs 6 --threads 2 (flags '
+                        'given win)')
     parser.add_argument('--work-dir', default=None,
                         help='results and runs (default work_dirs/longrange_{arm})')
     parser.add_argument('--backbones', nargs='+', choices=BACKBONES, default=list(BACKBONES))
@@ -88,7 +96,18 @@ def run_dense(argv: List[str]) -> int:
     from mambaout_dense.analysis import dense_longrange as dl
     from mambaout_dense.analysis.dense_longrange.cost import config_dims, measure_cost
     from mambaout_dense.analysis.dense_longrange.report import length_markdown
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset:  # preset values replace defaults, not flags given on the command line
+        given = {a.dest for a in parser._actions
+                 if any(x == opt or x.startswith(opt + '=') for x in argv
+                        for opt in a.option_strings)}
+        for k, v in PRESETS[args.preset].items():
+            if k not in given:
+                setattr(args, k, v)
+    if args.arm == 'both':
+        rcs = [run_dense([*argv, '--arm', arm]) for arm in sorted(dl.ARMS, reverse=True)]
+        return max(rcs)
     names = {f.name for f in dataclasses.fields(dl.DenseSettings)}
     s = dl.DenseSettings(**{k: v for k, v in vars(args).items() if k in names})
     seeds = [x + args.seed_offset for x in args.seeds]

@@ -36,24 +36,25 @@ class DenseSettings:
         arm (str): 'upernet' or 'maskrcnn'.
         iters (int): Training iterations. Defaults to 1000.
         batch (int): Images per iteration (near and far drawn at random). Defaults to 8.
-        lr (float): Peak AdamW learning rate (10% linear warm-up, cosine to 0). Defaults to 1e-3.
+        lr (float): Peak AdamW learning rate (10% linear warm-up, cosine to 0). Defaults to 2e-4,
+            tuned on seed 100: VMamba's loss spikes back to chance at 1e-3 and 5e-4.
         scene_grid (int): Scene tokens per side; ``size / scene_grid`` pixels per token.
             Defaults to 32.
         near (int): Distance of the local control, in scene tokens. Defaults to 3.
         num_train (int): Training images per group. Defaults to 1000.
         num_val (int): Validation images per group (fixed data seed 0). Defaults to 64.
-        curve_points (int): Validations during training (the learning curve). Defaults to 4.
+        curve_points (int): Validations during training (the learning curve). Defaults to 8.
         background (str): 'noise' or 'clean'. Defaults to 'noise'.
     """
     arm: str
     iters: int = 1000
     batch: int = 8
-    lr: float = 1e-3
+    lr: float = 2e-4
     scene_grid: int = 32
     near: int = 3
     num_train: int = 1000
     num_val: int = 64
-    curve_points: int = 4
+    curve_points: int = 8
     background: str = 'noise'
 
     def __post_init__(self) -> None:

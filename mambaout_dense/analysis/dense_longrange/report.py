@@ -59,7 +59,9 @@ def summarise_dense(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         list[dict]: ``backbone``, ``size``, ``far_distance``, ``far_px``, ``runs``,
         ``learned``, ``scored``, ``near_acc``/``far_acc`` (accuracy stats), ``near_all`` (the
         control over every run), ``extra`` (per extra score of the arm: near and far stats),
-        ``iters_to_criterion`` (median over the learned runs that reached it), ``s_per_iter``.
+        ``iters_to_criterion`` (median over the learned runs that reached it),
+        ``far_iters_to_criterion`` (median first curve point with the far score at the
+        threshold, over the scored runs that reached it; ``far_reached`` of them), ``s_per_iter``.
     """
     groups: Dict[tuple, List[Dict[str, Any]]] = {}
     for r in records:
@@ -75,6 +77,8 @@ def summarise_dense(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                            for g in ('near', 'far')}
         reach = [r['iters_to_criterion'] for r in rs if r['learned']
                  and r.get('iters_to_criterion') is not None]
+        reach_far = [r['far_iters_to_criterion'] for r in ok
+                     if r.get('far_iters_to_criterion') is not None]
         rows.append(dict(
             backbone=b, size=size, far_distance=far, far_px=rs[0]['far_px'], runs=len(rs),
             learned=sum(r['learned'] for r in rs), scored=len(ok),
@@ -84,6 +88,8 @@ def summarise_dense(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             near_all=accuracy_stat([r['acc_control'] for r in rs if _finite(r['acc_control'])],
                                    sum(r['targets_control'] for r in rs)),
             extra=extra, iters_to_criterion=sorted(reach)[len(reach) // 2] if reach else None,
+            far_iters_to_criterion=(sorted(reach_far)[len(reach_far) // 2] if reach_far
+                                    else None), far_reached=len(reach_far),
             s_per_iter=mean_std_ci([r['s_per_iter'] for r in rs])['mean']))
     return rows
 
@@ -177,21 +183,29 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
 
 
 def dense_headline(res: Dict[str, Any]) -> str:
-    """One generated line: how many runs scored and the ordering reading per size."""
-    recs = res['records']
-    head = (f'{res["settings"]["arm"]} arm: {sum(r["scored"] for r in recs)} of {len(recs)} runs '
-            f'scored')
-    bits = []
-    for g in res['gaps']:
-        if g['mixer'] == 'vmamba':
-            bits.append(f'{g["size"]} px: vmamba vs mambaout on the far cue {gap_reading(g)}')
-    return head + ('; ' + '; '.join(bits) if bits else '') + '.'
+    """One generated line: runs scored, the far score per backbone and size, the ordering."""
+    recs, arm = res['records'], res['settings']['arm']
+    out = [f'{arm} arm: {sum(r["scored"] for r in recs)} of {len(recs)} runs scored']
+    for size in sorted({r['size'] for r in res['summary']}):
+        rows = [r for b in BACKBONES for r in [_row(res['summary'], b, size)] if r]
+        if rows:
+            out.append(f'{size} px, far cue {rows[0]["far_px"]:g} px: ' + ', '.join(
+                f'{r["backbone"]} {r["far_acc"]["mean"]:.2f}' if r['far_acc']['n'] else
+                f'{r["backbone"]} not scored' for r in rows))
+        g = next((x for x in res['gaps'] if x['mixer'] == 'vmamba' and x['size'] == size), None)
+        if g is not None:
+            out.append(f'vmamba vs mambaout at {size} px: {gap_reading(g)}')
+    return '; '.join(out) + '.'
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(str(c) for c in r) + ' |' for r in rows]
     return '\n'.join(lines)
+
+
+def _it(x: Optional[int]) -> str:
+    return '—' if x is None else str(x)
 
 
 def _ms(st: Dict[str, float]) -> str:
@@ -227,6 +241,7 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
            f'lr {s["lr"]:g}, {s["num_train"]} training and {s["num_val"]} validation images per '
            f'group, near control d = {s["near"]} scene tokens on a {s["scene_grid"]}-token '
            f'grid). Command: `{res["command"]}`.', '',
+           f'**In one line:** {res["headline"]}', '',
            '**Sequence lengths.** The same scenes at each size; the cue in pixels and in each '
            'stage\'s tokens, the stage length L and L/(6D):', '',
            length_markdown(res['lengths']), '',
@@ -235,8 +250,8 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
            + (f' with recall ≥ {res["min_recall"]:g}' if arm == 'maskrcnn' else '') + '):', '']
     extra = _EXTRA[arm]
     head = ['backbone', 'size', 'far d (px)', 'scored/learned/runs', 'near', 'far',
-            'far vs chance'] + [f'{e} near / far' for e in extra] + ['iters to criterion',
-                                                                      's / iter']
+            'far vs chance'] + [f'{e} near / far' for e in extra] + [
+                'iters to criterion: near / far (runs reaching far)', 's / iter']
     body = []
     for r in res['summary']:
         body.append([r['backbone'], r['size'], f"{r['far_distance']} ({r['far_px']:g})",
@@ -244,8 +259,8 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
                      fmt_acc(r['far_acc']), chance_reading(r['far_acc']) or 'not scored']
                     + [f"{_ms(r['extra'][e]['near'])} / {_ms(r['extra'][e]['far'])}"
                        for e in extra]
-                    + [r['iters_to_criterion'] if r['iters_to_criterion'] is not None else '—',
-                       f"{r['s_per_iter']:.2f}"])
+                    + [f"{_it(r['iters_to_criterion'])} / {_it(r.get('far_iters_to_criterion'))}"
+                       f" ({r.get('far_reached', 0)})", f"{r['s_per_iter']:.2f}"])
     out += [_table(head, body), '']
     if res['gaps']:
         out += ['**Far-score gaps to MambaOut**, paired by seed:', '',
