@@ -169,3 +169,15 @@ def test_trained_erf_needs_the_final_checkpoint_and_says_where_it_looked(tmp_pat
     other.write_bytes(b'x')
     (tmp_path / 'last_checkpoint').write_text(str(other))
     assert final_checkpoint(str(tmp_path), 50) == str(other)
+
+
+def test_gate_reads_iterations_to_criterion_near_and_far_from_the_curve_at_its_threshold():
+    rec = dict(arm='upernet', acc=0.95, acc_control=1.0, scores=dict(near={}),
+               curve=[[120, 0.8, 0.5], [250, 0.95, 0.7], [370, 1.0, 0.92], [500, 1.0, 0.95]])
+    (r, ) = apply_gate([rec], 0.9, val_interval=125)
+    assert [p[0] for p in r['curve']] == [125, 250, 375, 500]  # logged 120 -> validated at 125
+    assert (r['iters_to_criterion'], r['far_iters_to_criterion']) == (250, 375)
+    (r, ) = apply_gate([rec], 0.94)
+    assert (r['iters_to_criterion'], r['far_iters_to_criterion']) == (250, 500)
+    (r, ) = apply_gate([dict(rec, curve=[[125, 0.95, 0.5]])], 0.9)
+    assert r['far_iters_to_criterion'] is None

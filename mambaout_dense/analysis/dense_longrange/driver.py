@@ -61,8 +61,6 @@ def make_record(cell: DenseCell, s: DenseSettings, run: Dict[str, Any], dim: int
     else:  # the targets found: the colour accuracy's denominator
         trials = {g: int(run['scores'][g].get('matched', 0)) for g in ('near', 'far')}
     crit = next((int(it) for it, n, _ in run['curve'] if n is not None and n >= threshold), None)
-    far_crit = next((int(it) for it, _, f in run['curve'] if f is not None and f >= threshold),
-                    None)  # how fast the cue is learned: first curve point at the threshold
     return dict(
         cell=cell.key(), settings_key=s.key(), arm=cell.arm, backbone=cell.backbone,
         size=cell.size, far=cell.far, seed=cell.seed, mixer=cell.backbone, dim=dim,
@@ -71,8 +69,7 @@ def make_record(cell: DenseCell, s: DenseSettings, run: Dict[str, Any], dim: int
         acc=far.get(score, math.nan), acc_control=near.get(score, math.nan),
         targets=trials['far'], targets_control=trials['near'], scores=run['scores'],
         curve=run['curve'], loss_curve=run['loss_curve'], iters_done=run['iters_done'],
-        iters_to_criterion=crit, far_iters_to_criterion=far_crit,
-        s_per_iter=run['s_per_iter'], wall_s=run['wall_s'],
+        iters_to_criterion=crit, s_per_iter=run['s_per_iter'], wall_s=run['wall_s'],
         learned=bool(math.isfinite(near.get(score, math.nan))
                      and near.get(score) >= threshold),
         config=osp.basename(run['config']), cfg_options=run['cfg_options'],
@@ -85,7 +82,7 @@ def build_results(s: DenseSettings, records: List[Dict[str, Any]], planned: int,
                   sessions: Optional[List[Dict[str, Any]]] = None,
                   erf: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """The results JSON: gated records, summary, gaps, ERFs, verdict, headline, provenance."""
-    gated = apply_gate(records, threshold, min_recall)
+    gated = apply_gate(records, threshold, min_recall, s.val_interval)
     res = dict(settings=s.to_dict(), settings_key=s.key(), learned_threshold=threshold,
                min_recall=min_recall, command=command, cells_planned=planned,
                cells_done=len(gated), lengths=lengths, cost=cost, records=gated,
@@ -177,8 +174,8 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
                              wall_s=time.perf_counter() - start, provenance=provenance()))
     erf = []
     if erf_images > 0:
-        erf = trained_erfs(apply_gate(records, threshold, min_recall), s, work_dir, config_dir,
-                           erf_images)
+        gated = apply_gate(records, threshold, min_recall, s.val_interval)
+        erf = trained_erfs(gated, s, work_dir, config_dir, erf_images)
         _log(f'trained-model ERFs of {len({(r["backbone"], r["size"]) for r in erf})} '
              f'backbone-size pairs in {osp.join(work_dir, "erf")}')
     res = build_results(s, records, planned, lengths, cost or [], threshold, min_recall,

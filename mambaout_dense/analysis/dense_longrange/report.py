@@ -35,13 +35,26 @@ def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def apply_gate(records: Sequence[Dict[str, Any]], threshold: float,
-               min_recall: float = 0.5) -> List[Dict[str, Any]]:
+def apply_gate(records: Sequence[Dict[str, Any]], threshold: float, min_recall: float = 0.5,
+               val_interval: Optional[int] = None) -> List[Dict[str, Any]]:
     """Mark each record ``learned`` (near score >= threshold; Mask R-CNN also near recall >=
-    ``min_recall``) and ``scored`` (learned, with a far score). Returns copies."""
+    ``min_recall``) and ``scored`` (learned, with a far score). Returns copies.
+
+    ``iters_to_criterion`` and ``far_iters_to_criterion`` are recomputed from the curve at this
+    threshold (the first curve point with the near / far score at it). With ``val_interval``,
+    each curve point's iteration is taken up to the next multiple of it: runs stored before the
+    runner read the validation step label a point with the last logged training iteration
+    before it (at most one logger interval earlier).
+    """
     out = []
     for r in records:
         r = dict(r)
+        if val_interval:
+            r['curve'] = [[int(math.ceil(it / val_interval) * val_interval), n, f]
+                          for it, n, f in r.get('curve', [])]
+        for key, col in (('iters_to_criterion', 1), ('far_iters_to_criterion', 2)):
+            r[key] = next((int(p[0]) for p in r.get('curve', [])
+                           if _finite(p[col]) and p[col] >= threshold), None)
         near = r['scores']['near']
         ok = _finite(r.get('acc_control')) and r['acc_control'] >= threshold
         if r['arm'] == 'maskrcnn':

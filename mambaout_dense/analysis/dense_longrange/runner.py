@@ -82,8 +82,8 @@ def _group_scores(rec: Dict[str, Any], prefix: str) -> Dict[str, Dict[str, float
 def read_record(cell_dir: str, arm: str) -> Optional[Dict[str, Any]]:
     """Final scores, learning curve, loss curve and s/iter of a finished run (None: no scores).
 
-    A validation record's iteration is the one of the training record before it (mmdet's logger
-    may label it by epoch).
+    A validation record's iteration is its ``step`` when that is an iteration, else the one of
+    the training record before it (mmdet's logger may label it by epoch).
     """
     prefix, score = PRIMARY[arm]['prefix'], PRIMARY[arm]['score']
     curve, losses, times, last_iter, final = [], [], [], 0, None
@@ -96,7 +96,9 @@ def read_record(cell_dir: str, arm: str) -> Optional[Dict[str, Any]]:
         groups = _group_scores(r, prefix)
         if 'near' in groups and 'far' in groups:
             final = groups
-            curve.append([last_iter, groups['near'].get(score, math.nan),
+            # the validation step when it is an iteration (not an epoch number)
+            step = int(r['step']) if int(r.get('step', -1)) >= last_iter else last_iter
+            curve.append([step, groups['near'].get(score, math.nan),
                           groups['far'].get(score, math.nan)])
     if final is None:
         return None
