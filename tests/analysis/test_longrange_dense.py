@@ -140,6 +140,8 @@ def test_gate_scores_only_learned_runs_and_the_verdict_follows_the_numbers():
     assert 'not scored: upernet/mambaout/s128/d20/seed3' in text
     assert "ordering (SS2D ahead of the Gated CNN beyond its field) holds" in text
     assert 'mambaout 0.50' in text and '(at chance)' in text and 'vmamba 0.98' in text
+    # how fast: the curve's one point (logged at 10, validated at the interval, 125)
+    assert 'far cue reaches 0.9' in text and 'mambaout —, —, —; vmamba 125, 125, 125' in text
     md = render_dense_markdown(res)
     assert '| mambaout | 128 | 20 (80) | 3/3/4 |' in md and '**Verdict**' in md
     # the same runs with vmamba at chance: the reading flips

@@ -147,6 +147,18 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
         if parts:
             out.append(f'{size} px, far cue ({what}, chance {CHANCE:g}): ' + '; '.join(parts)
                        + '.')
+        speed = []
+        for b in BACKBONES:
+            its = [r.get('far_iters_to_criterion') for r in recs
+                   if r['scored'] and r['backbone'] == b and r['size'] == size]
+            if its:
+                speed.append(f'{b} ' + ', '.join('—' if i is None else str(i) for i in its))
+        if speed:
+            iters = res['settings']['iters']
+            every = max(1, iters // res['settings']['curve_points'])
+            out.append(f'{size} px, iterations until the far cue reaches {thr:g} (per scored '
+                       f'run, seed order; — never within {iters}; the curve is sampled every '
+                       f'{every}): ' + '; '.join(speed) + '.')
         g = next((x for x in gaps if x['mixer'] == 'vmamba' and x['size'] == size), None)
         if g is not None:
             reading = gap_reading(g)
