@@ -13,7 +13,7 @@ import os.path as osp
 from typing import Any, Dict, List, Sequence
 
 from ...errors import DataError
-from .plan import DenseCell, DenseSettings
+from .plan import BACKBONES, DenseCell, DenseSettings
 from .runner import data_root
 
 __all__ = ['final_checkpoint', 'trained_erfs', 'erf_markdown_dense']
@@ -44,7 +44,8 @@ def _first_scored(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     for r in sorted(records, key=lambda r: (r['seed'], r['far'])):
         if r.get('scored'):
             best.setdefault((r['backbone'], r['size']), r)
-    return [best[k] for k in sorted(best, key=lambda k: (k[1], k[0]))]
+    order = {b: i for i, b in enumerate(BACKBONES)}
+    return [best[k] for k in sorted(best, key=lambda k: (k[1], order.get(k[0], 9)))]
 
 
 def trained_erfs(records: Sequence[Dict[str, Any]], s: DenseSettings, work_dir: str,
