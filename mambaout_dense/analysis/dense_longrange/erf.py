@@ -64,8 +64,9 @@ def trained_erfs(records: Sequence[Dict[str, Any]], s: DenseSettings, work_dir: 
         ``r50``/``r90`` (random) and ``r50_trained``/``r90_trained`` (pixels), ``checkpoint``.
     """
     import torch
+    from mmengine.config import Config
 
-    from ...cli import load_backbone
+    from ...builder import build_backbone
     from .. import erf
     out_dir = osp.join(work_dir, 'erf')
     rows = []
@@ -77,8 +78,9 @@ def trained_erfs(records: Sequence[Dict[str, Any]], s: DenseSettings, work_dir: 
         opts: Dict[str, Any] = {'val_dataloader.dataset.data_root': root}
         if cell.arm == 'upernet':
             opts['model.data_preprocessor.size'] = (cell.size, cell.size)
-        model, cfg, _ = load_backbone(osp.join(config_dir, cell.config_name() + '.py'), opts,
-                                      all_stages=True)
+        cfg = Config.fromfile(osp.join(config_dir, cell.config_name() + '.py'))
+        cfg.merge_from_dict(opts)
+        model = build_backbone(cfg, out_indices=(0, 1, 2, 3))  # every stage
         images = erf.dataset_images(cfg, num_images, (cell.size, cell.size))
         name = f'{cell.arm}_{cell.backbone}_s{cell.size}_seed{cell.seed}'
         torch.manual_seed(cell.seed)
