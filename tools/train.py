@@ -93,13 +93,12 @@ def build_runner(args: argparse.Namespace):
 
 def train(args: argparse.Namespace) -> None:
     import torch.distributed as dist
-    try:
-        build_runner(args).train()
-    finally:
-        # leave the process group before the interpreter exits: gloo's threads torn down at
-        # exit can abort a rank ("terminate called without an active exception", SIGABRT)
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    build_runner(args).train()
+    # After a finished run, leave the process group before the interpreter exits: gloo's
+    # threads torn down at exit can abort a rank ("terminate called without an active
+    # exception", SIGABRT). Not after a failure: the failure's own message must come out.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def main(argv=None) -> int:
