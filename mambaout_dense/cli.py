@@ -26,7 +26,7 @@ import os.path as osp
 import re
 import sys
 import warnings
-from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -380,6 +380,27 @@ def explain_error(err: BaseException) -> Optional[Tuple[str, int]]:
         if lost is not None:
             return lost, 1
     return None
+
+
+def apply_preset(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 argv: Sequence[str], values: Dict[str, Any]) -> argparse.Namespace:
+    """Set a preset's ``values`` on ``args``, except options given in ``argv`` (flags win).
+
+    Args:
+        parser (ArgumentParser): The parser that read ``argv``.
+        args (Namespace): Its result, changed in place.
+        argv (Sequence[str]): The command line (``--opt value`` or ``--opt=value``).
+        values (dict): Preset value per destination name.
+
+    Returns:
+        Namespace: ``args``.
+    """
+    given = {a.dest for a in parser._actions
+             if any(x == opt or x.startswith(opt + '=') for x in argv for opt in a.option_strings)}
+    for k, v in values.items():
+        if k not in given:
+            setattr(args, k, v)
+    return args
 
 
 def run_main(body: Callable[..., Any], *args: Any) -> int:

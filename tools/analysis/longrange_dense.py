@@ -96,15 +96,11 @@ def run_dense(argv: List[str]) -> int:
     from mambaout_dense.analysis import dense_longrange as dl
     from mambaout_dense.analysis.dense_longrange.cost import config_dims, measure_cost
     from mambaout_dense.analysis.dense_longrange.report import length_markdown
+    from mambaout_dense.cli import apply_preset
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.preset:  # preset values replace defaults, not flags given on the command line
-        given = {a.dest for a in parser._actions
-                 if any(x == opt or x.startswith(opt + '=') for x in argv
-                        for opt in a.option_strings)}
-        for k, v in PRESETS[args.preset].items():
-            if k not in given:
-                setattr(args, k, v)
+        apply_preset(parser, args, argv, PRESETS[args.preset])
     if args.arm == 'both':
         rcs = [run_dense([*argv, '--arm', arm]) for arm in sorted(dl.ARMS, reverse=True)]
         return max(rcs)

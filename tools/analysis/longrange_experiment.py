@@ -137,16 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from mambaout_dense.cli import apply_preset
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.preset:  # preset values replace defaults, not flags given on the command line
-        given = {a.dest for a in parser._actions
-                 if any(x == opt or x.startswith(opt + '=') for x in argv
-                        for opt in a.option_strings)}
-        for k, v in PRESETS[args.preset].items():
-            if k not in given:
-                setattr(args, k, v)
+        apply_preset(parser, args, argv, PRESETS[args.preset])
     args.seeds = [s + args.seed_offset for s in args.seeds]
     return args
 
