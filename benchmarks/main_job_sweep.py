@@ -128,12 +128,56 @@ CANDIDATES: Dict[str, Dict[str, tuple]] = {
         'ohem': ('best lr, online hard example mining of pixels (thresh 0.7, 100k kept)', None),
     },
 }
+# UperNet's decode head at 64 channels instead of 128: at 256 px its stride-4 fusion (a 3x3 conv
+# over 4 x 128 channels at 64 x 64) costs more than the backbone (forward and backward 0.47 s
+# against 0.37 s for a batch of 4 on 2 threads)
+_HEAD64 = "model = dict(decode_head=dict(channels=64))\n"
+# the images are generated at the size the model sees (256 px): no random rescaling (the crop
+# then takes the whole image), so every iteration trains at the test scale
+_FIXED_SCALE = '''
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomCrop', crop_size=(256, 256), cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader['dataset']['pipeline'] = train_pipeline
+'''
+#: Round 2: single changes to the quickstart recipe as round 1 left it (its learning rate and
+#: schedule restated, as the schedule's length follows the sweep's), compared at equal
+#: iterations; a change that is as good and cheaper is better at equal training time.
+ROUND2: Dict[str, Dict[str, tuple]] = {
+    'det': {
+        'current': ('the quickstart recipe after round 1 (lr 1e-3, anchors 16-256 px)',
+                    _det(1e-3, 100)),
+        'light': ('+ 300 RPN proposals and 64 sampled RoIs per image (cheaper)',
+                  _det(1e-3, 100, _LIGHT)),
+        'gn': ('+ GroupNorm in the FPN and the mask head', _det(1e-3, 100, _GN)),
+    },
+    'seg': {
+        'current': ('the quickstart recipe after round 1 (lr 1e-3, box and ball 3x)',
+                    _seg(1e-3, 100)),
+        'head64': ('+ decode head at 64 channels instead of 128 (cheaper)',
+                   _seg(1e-3, 100, _HEAD64)),
+        'fixed_scale': ('+ no random rescaling (train at the 256-px test scale)',
+                        _seg(1e-3, 100, _FIXED_SCALE)),
+    },
+}
+ROUNDS = {1: CANDIDATES, 2: ROUND2}
+
+
+def tag(rnd: int) -> str:
+    """File-name suffix of a round: its JSON, plot, work dirs and ``sweep.md`` section."""
+    return '' if rnd == 1 else f'_r{rnd}'
+
 #: The second stage's additions to the best learning rate of the first stage.
 STAGE2 = {'gn': _GN, 'light': _LIGHT, 'anchors': _ANCHORS, 'levels': _LEVELS,
           'no_photo': _NO_PHOTO, 'batch8': _BATCH8, 'ohem': _OHEM, 'things_x3': _THINGS}
 STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
-#: The changes the quickstart configs took from the sweep (to the best learning rate).
-ADOPTED = {'det': ('anchors', ), 'seg': ('things_x3', )}
+#: The changes the quickstart configs took from each round (round 1: to its best learning rate).
+ADOPTED = {1: {'det': ('anchors', ), 'seg': ('things_x3', )}, 2: {'det': (), 'seg': ()}}
 
 
 def make_holdout(task: str) -> Dict[str, str]:
@@ -182,7 +226,7 @@ def split_text(task: str) -> str:
 
 
 def candidate_config(task: str, text: str, iters: int, val_interval: int, out: str,
-                     name: str) -> str:
+                     name: str, suffix: str = '') -> str:
     """Write the candidate's config file (inheriting the quickstart config); returns its path."""
     body = (f"_base_ = ['{osp.join(ROOT, TASKS[task]['config'])}']\n"
             f'max_iters = {iters}\n'
@@ -190,7 +234,7 @@ def candidate_config(task: str, text: str, iters: int, val_interval: int, out: s
             'default_hooks = dict(logger=dict(interval=10), '
             f'checkpoint=dict(interval={iters + 1}))\n'
             + split_text(task) + text.replace('{iters}', str(iters)))
-    path = osp.join(out, f'sweep_{task}_{name}.py')
+    path = osp.join(out, f'sweep_{task}{suffix}_{name}.py')
     with open(path, 'w') as f:
         f.write(body)
     return path
@@ -207,12 +251,14 @@ def best_of(task: str, runs: Dict[str, dict], names) -> str:
 
 
 def run_candidate(task: str, name: str, text: str, args, runs: Dict[str, dict]) -> None:
-    cfg = candidate_config(task, text, args.iters, args.val_interval, args.out, name)
-    work = osp.join(args.out, f'sweep_{task}_{name}')
+    suffix = tag(args.round)
+    cfg = candidate_config(task, text, args.iters, args.val_interval, args.out, name, suffix)
+    work = osp.join(args.out, f'sweep_{task}{suffix}_{name}')
     os.makedirs(work, exist_ok=True)
     env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
-    print(f'[sweep] {task} {name}: training {args.iters} iterations', flush=True)
+    print(f'[sweep] {task} round {args.round} {name}: training {args.iters} iterations',
+          flush=True)
     wall = train(ROOT, osp.relpath(cfg, ROOT), work, [], env)
     res = parse_curve(task, work, wall)
     res.update(config=text.replace('{iters}', str(args.iters)), threads=args.threads,
@@ -242,39 +288,46 @@ def plot(task: str, runs: Dict[str, dict], path: str) -> None:
     plt.close(fig)
 
 
-def report(task: str, result: dict) -> str:
+def report(task: str, result: dict, rnd: int = 1) -> str:
     from mambaout_dense.analysis.tables import markdown_table
-    runs = result['runs']
+    runs, suffix = result['runs'], tag(rnd)
     rows = []
     for name, r in runs.items():
         last = r['points'][-1]
-        rows.append({'candidate': name, 'what changes': CANDIDATES[task][name][0],
+        rows.append({'candidate': name, 'what changes': ROUNDS[rnd][task][name][0],
                      'iterations': last['iter'], 's/iter': round(r['s_per_iter'], 2),
                      'training min': round(r['train_min'], 1),
                      **{label: last[k] for k, label in TASKS[task]['metrics']}})
-    stage1 = best_of(task, runs, STAGE1) if any(n in runs for n in STAGE1) else None
+    if rnd == 1:
+        stage1 = best_of(task, runs, STAGE1) if any(n in runs for n in STAGE1) else None
+        how = f'Best learning rate (stage 1): `{stage1}`.'
+    else:
+        how = ('Each candidate is one change to the quickstart recipe as the previous round '
+               'left it (`current`).')
     return '\n'.join([
-        f"### {task}: `{TASKS[task]['config']}`", '',
+        f"### {task}, round {rnd}: `{TASKS[task]['config']}`", '',
         f"{result['iters']} iterations per candidate, scored every {result['val_interval']} on "
         f"the last {HOLDOUT[task]} training images (held out; the validation set is not used), "
-        f"{result['threads']} thread(s) per run. Best learning rate (stage 1): `{stage1}`.", '',
+        f"{result['threads']} thread(s) per run. {how}", '',
         markdown_table(rows), '',
         'Seconds per iteration are measured while another sweep (and at first a third job) '
         'shared the 2 cores, so compare them only roughly; the quickstart curve in '
         '`docs/results.md` gives the cost on an idle CPU. Each candidate is one run of one seed: '
         'differences of a few hundredths of AP (or 1-2 mIoU) are within what a second seed '
-        'could change.', '', adopted(task, runs), '', f'![sweep](sweep_{task}.png)', '',
-        'Overrides per candidate are stored in `sweep_' + task + '.json`.'])
+        'could change.', '', adopted(task, runs, rnd), '', f'![sweep](sweep_{task}{suffix}.png)',
+        '', f'Overrides per candidate are stored in `sweep_{task}{suffix}.json`.'])
 
 
-def adopted(task: str, runs: Dict[str, dict]) -> str:
-    """What the quickstart config took from the sweep, with each change's gain over ``base``."""
+def adopted(task: str, runs: Dict[str, dict], rnd: int = 1) -> str:
+    """What the quickstart config took from the round, with each change's gain over its
+    reference (``base`` in round 1, ``current`` after)."""
     key, label = TASKS[task]['metrics'][0]
-    if 'base' not in runs:
+    ref = 'base' if rnd == 1 else 'current'
+    if ref not in runs:
         return ''
-    base = runs['base']['points'][-1][key]
-    gains = [f"`{n}` ({CANDIDATES[task][n][0]}: {label} {runs[n]['points'][-1][key]:.3f} vs "
-             f'{base:.3f})' for n in ADOPTED[task] if n in runs]
+    base = runs[ref]['points'][-1][key]
+    gains = [f"`{n}` ({ROUNDS[rnd][task][n][0]}: {label} {runs[n]['points'][-1][key]:.3f} vs "
+             f'{base:.3f})' for n in ADOPTED[rnd][task] if n in runs]
     return ('Adopted in the quickstart config, with its schedule lengthened to fill the '
             'training budget: ' + '; '.join(gains) + '.') if gains else ''
 
@@ -285,6 +338,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--iters', type=int, default=400)
     parser.add_argument('--val-interval', type=int, default=100)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--round', type=int, choices=sorted(ROUNDS), default=1,
+                        help='which round of candidates (2: changes to the recipe round 1 left)')
     parser.add_argument('--only', nargs='*', help='candidates to run (default: all)')
     parser.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'main_job_sweep'))
     args = parser.parse_args(argv)
@@ -294,18 +349,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     ensure_data(sys.executable, args.task)
     make_holdout(args.task)
     docs = osp.join(ROOT, 'docs', 'main_job')
-    path = osp.join(docs, f'sweep_{args.task}.json')
+    suffix = tag(args.round)
+    path = osp.join(docs, f'sweep_{args.task}{suffix}.json')
     result = dict(iters=args.iters, val_interval=args.val_interval, threads=args.threads,
                   runs={})
     if osp.isfile(path):
         with open(path) as f:
             result = json.load(f)
     runs = result['runs']
-    wanted = args.only or list(CANDIDATES[args.task])
+    candidates = ROUNDS[args.round][args.task]
+    wanted = args.only or list(candidates)
     for name in wanted:
         if name in runs:
             continue
-        text = CANDIDATES[args.task][name][1]
+        text = candidates[name][1]
         if text is None:  # a stage-2 candidate: the best stage-1 recipe plus its change
             text = runs[best_of(args.task, runs, STAGE1)]['config'] + STAGE2[name]
         run_candidate(args.task, name, text, args, runs)
@@ -313,10 +370,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             with open(path) as f:
                 runs.update({k: v for k, v in json.load(f)['runs'].items() if k not in runs})
         write_json(path, result)
-    plot(args.task, runs, osp.join(docs, f'sweep_{args.task}.png'))
-    text = report(args.task, result)
+    plot(args.task, runs, osp.join(docs, f'sweep_{args.task}{suffix}.png'))
+    text = report(args.task, result, args.round)
     print(text)
-    update_section(osp.join(docs, 'sweep.md'), f'sweep-{args.task}', text)
+    update_section(osp.join(docs, 'sweep.md'), f'sweep-{args.task}{suffix.replace("_", "-")}',
+                   text)
     return 0
 
 

@@ -79,3 +79,33 @@ def test_every_candidate_config_trains_on_the_split_and_never_on_val(task, tmp_p
             assert 'PhotoMetricDistortion' not in str(train_ds.pipeline)
         lr = cfg.optim_wrapper.optimizer.lr
         assert lr == {'lr2e-3': 2e-3, 'lr4e-3': 4e-3}.get(name, 1e-3)
+
+
+@pytest.mark.parametrize('task', sorted(main_job.TASKS))
+def test_round2_candidates_change_one_thing_of_the_current_recipe(task, tmp_path):
+    """Round 2 restates the recipe's schedule at the sweep's length and adds one change."""
+    configs = {}
+    for name, (_, text) in sweep.ROUND2[task].items():
+        path = sweep.candidate_config(task, text, 40, 20, str(tmp_path), name, sweep.tag(2))
+        assert path.endswith(f'sweep_{task}_r2_{name}.py')
+        configs[name] = cfg = Config.fromfile(path)
+        assert cfg.param_scheduler[-1]['end'] == 40 and cfg.train_cfg.val_interval == 20
+        assert 'sweep_holdout' in cfg.val_dataloader.dataset.ann_file
+        assert cfg.optim_wrapper.optimizer.lr == 1e-3
+    current = configs.pop('current')
+    for name, cfg in configs.items():
+        changed = {k for k in ('model', 'train_dataloader') if cfg[k] != current[k]}
+        assert changed, name
+    if task == 'seg':
+        assert configs['head64'].model.decode_head.channels == 64
+        assert current.model.decode_head.channels == 128
+        assert 'RandomResize' not in str(configs['fixed_scale'].train_dataloader.dataset.pipeline)
+        assert 'RandomResize' in str(current.train_dataloader.dataset.pipeline)
+    else:
+        assert configs['light'].model.train_cfg.rcnn.sampler.num == 64
+        assert configs['gn'].model.neck.norm_cfg.type == 'GN'
+
+
+def test_round_files_do_not_overwrite_round_1():
+    assert sweep.tag(1) == '' and sweep.tag(2) == '_r2'
+    assert set(sweep.ADOPTED) == set(sweep.ROUNDS)
