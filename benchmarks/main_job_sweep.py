@@ -145,6 +145,24 @@ train_pipeline = [
 ]
 train_dataloader['dataset']['pipeline'] = train_pipeline
 '''
+# no photometric distortion, on a pipeline defined above (the things take any colour anyway)
+_PLAIN = "train_pipeline = [t for t in train_pipeline if t['type'] != 'PhotoMetricDistortion']\n" \
+    "train_dataloader['dataset']['pipeline'] = train_pipeline\n"
+# the seg recipe as round 1 left it, restated so that round 2 stays the same after the quickstart
+# config adopts its changes: random rescaling (0.75-1.5) and a 128-channel decode head
+_ROUND1_SEG = '''
+model = dict(decode_head=dict(channels=128))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(512, 256), ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=(256, 256), cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader['dataset']['pipeline'] = train_pipeline
+'''
 #: Round 2: single changes to the quickstart recipe as round 1 left it (its learning rate and
 #: schedule restated, as the schedule's length follows the sweep's), compared at equal
 #: iterations; a change that is as good and cheaper is better at equal training time.
@@ -158,11 +176,15 @@ ROUND2: Dict[str, Dict[str, tuple]] = {
     },
     'seg': {
         'current': ('the quickstart recipe after round 1 (lr 1e-3, box and ball 3x)',
-                    _seg(1e-3, 100)),
+                    _seg(1e-3, 100, _ROUND1_SEG)),
         'head64': ('+ decode head at 64 channels instead of 128 (cheaper)',
-                   _seg(1e-3, 100, _HEAD64)),
+                   _seg(1e-3, 100, _ROUND1_SEG + _HEAD64)),
         'fixed_scale': ('+ no random rescaling (train at the 256-px test scale)',
-                        _seg(1e-3, 100, _FIXED_SCALE)),
+                        _seg(1e-3, 100, _ROUND1_SEG + _FIXED_SCALE)),
+        'head64_fixed': ('+ both: decode head at 64 channels, no random rescaling',
+                         _seg(1e-3, 100, _ROUND1_SEG + _HEAD64 + _FIXED_SCALE)),
+        'head64_fixed_no_photo': ('+ both, and no photometric distortion',
+                                  _seg(1e-3, 100, _ROUND1_SEG + _HEAD64 + _FIXED_SCALE + _PLAIN)),
     },
 }
 ROUNDS = {1: CANDIDATES, 2: ROUND2}
@@ -172,12 +194,14 @@ def tag(rnd: int) -> str:
     """File-name suffix of a round: its JSON, plot, work dirs and ``sweep.md`` section."""
     return '' if rnd == 1 else f'_r{rnd}'
 
+
 #: The second stage's additions to the best learning rate of the first stage.
 STAGE2 = {'gn': _GN, 'light': _LIGHT, 'anchors': _ANCHORS, 'levels': _LEVELS,
           'no_photo': _NO_PHOTO, 'batch8': _BATCH8, 'ohem': _OHEM, 'things_x3': _THINGS}
 STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
 #: The changes the quickstart configs took from each round (round 1: to its best learning rate).
-ADOPTED = {1: {'det': ('anchors', ), 'seg': ('things_x3', )}, 2: {'det': (), 'seg': ()}}
+ADOPTED = {1: {'det': ('anchors', ), 'seg': ('things_x3', )},
+           2: {'det': (), 'seg': ('head64_fixed', )}}
 
 
 def make_holdout(task: str) -> Dict[str, str]:

@@ -32,16 +32,20 @@ seg_loss = dict(type='mambaout_dense.CrossEntropyLoss', use_sigmoid=False, avg_n
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch='femto', drop_path_rate=0.0),
-    decode_head=dict(in_channels=[48, 96, 192, 288], channels=128, num_classes=num_classes,
+    # a 64-channel decode head (mmseg's UperNet: 512): at 128 its stride-4 fusion cost more than
+    # the backbone, and on held-out images 64 scored the same per iteration (docs/main_job/sweep.md)
+    decode_head=dict(in_channels=[48, 96, 192, 288], channels=64, num_classes=num_classes,
                      norm_cfg=norm_cfg,  # in_channels = backbone out_channels
                      loss_decode=dict(seg_loss, loss_weight=1.0)),
     auxiliary_head=dict(in_channels=192, channels=64, num_classes=num_classes,
                         norm_cfg=norm_cfg, loss_decode=dict(seg_loss, loss_weight=0.4)))
 
+# No random rescaling: the images are generated at the size the model sees, and training at that
+# one scale scored 7 mIoU higher on held-out images at equal iterations (docs/main_job/sweep.md).
+# The crop takes the whole 256-px image (it is kept for larger images of the same layout).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(512, 256), ratio_range=(0.75, 1.5), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
@@ -86,8 +90,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# about 14 training minutes on 2 idle cores (recipe: docs/main_job/sweep.md)
-max_iters = 1000
+# about 13 training minutes on 2 idle cores (recipe: docs/main_job/sweep.md)
+max_iters = 1600
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
