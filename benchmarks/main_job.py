@@ -138,6 +138,7 @@ def curve(task: str, val_interval: int, out: str, tree: str = ROOT, name: str = 
     result = parse_curve(task, work, wall)
     result['commit'] = subprocess.run(['git', '-C', tree, 'rev-parse', '--short', 'HEAD'],
                                       capture_output=True, text=True).stdout.strip()
+    result['date'] = time.strftime('%Y-%m-%d %H:%M')
     return result
 
 
@@ -244,8 +245,9 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
             end = old['points'][-1]
             same = score_at(cur['points'], old['train_min'])
             head = ', '.join(f'{label} {end[key]:.3f}' for key, label in spec['metrics'][:2])
+            when = f"on {old['date']}" if old.get('date') else 'in an earlier session'
             lines += ['', f"The old recipe (commit `{old['commit']}`, the same config name), run "
-                      f"on the same machine in the same call: {old['s_per_iter']:.2f} s per "
+                      f"on this 2-core machine {when}: {old['s_per_iter']:.2f} s per "
                       f"iteration; it ends after {old['train_min']:.1f} training minutes "
                       f"(iteration {end['iter']}) at {head}."
                       + (f" This recipe at the same training time ({same['train_min']:.1f} min, "

@@ -90,7 +90,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# about 13 training minutes on 2 idle cores (recipe: docs/main_job/sweep.md)
+# sized to the 15-minute training budget on 2 idle cores (the measured curve: docs/results.md;
+# the recipe: docs/main_job/sweep.md)
 max_iters = 1600
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
