@@ -121,8 +121,8 @@ def seg_options(data_root: str, max_iters: int = 4, val_interval: int | None = N
              f'default_hooks.checkpoint.interval={ckpt_interval}',
              'default_hooks.logger.interval=1',
              f'model.data_preprocessor.size=({TINY},{TINY})',
-             f'train_dataloader.dataset.pipeline.2.scale=({2 * TINY},{TINY})',
-             f'train_dataloader.dataset.pipeline.3.crop_size=({TINY},{TINY})']
+             # train pipeline index 2 is the crop (the images are generated at the model's size)
+             f'train_dataloader.dataset.pipeline.2.crop_size=({TINY},{TINY})']
     for loader in ('val_dataloader', 'test_dataloader'):
         opts += [f'{loader}.dataset.pipeline.1.scale=({2 * TINY},{TINY})']
     return opts + _loaders_cpu(batch_size)
