@@ -32,8 +32,8 @@ seg_loss = dict(type='mambaout_dense.CrossEntropyLoss', use_sigmoid=False, avg_n
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch='femto', drop_path_rate=0.0),
-    # a 64-channel decode head (mmseg's UperNet: 512): at 128 its stride-4 fusion cost more than
-    # the backbone, and on held-out images 64 scored the same per iteration (docs/main_job/sweep.md)
+    # a 64-channel decode head (mmseg's UperNet: 512): on held-out images it scored the same per
+    # iteration as 128 at about 0.6x the time per iteration (docs/main_job/sweep.md)
     decode_head=dict(in_channels=[48, 96, 192, 288], channels=64, num_classes=num_classes,
                      norm_cfg=norm_cfg,  # in_channels = backbone out_channels
                      loss_decode=dict(seg_loss, loss_weight=1.0)),
@@ -41,7 +41,7 @@ model = dict(
                         norm_cfg=norm_cfg, loss_decode=dict(seg_loss, loss_weight=0.4)))
 
 # No random rescaling: the images are generated at the size the model sees, and training at that
-# one scale scored 7 mIoU higher on held-out images at equal iterations (docs/main_job/sweep.md).
+# one scale scored higher on held-out images at equal iterations (docs/main_job/sweep.md).
 # The crop takes the whole 256-px image (it is kept for larger images of the same layout).
 train_pipeline = [
     dict(type='LoadImageFromFile'),
