@@ -162,6 +162,9 @@ def parse_curve(task: str, work: str, wall_s: float) -> dict:
         elif keys[0] in r:
             points.append(dict(iter=last_iter, train_min=elapsed / 60,
                                **{k: r.get(k) for k in keys}))
+            per_class = {k[len('IoU.'):]: v for k, v in r.items() if k.startswith('IoU.')}
+            if per_class:  # mambaout_dense.ClassIoUMetric's IoU.<class>
+                points[-1]['per_class_iou'] = per_class
     return dict(points=points, wall_min=wall_s / 60, train_min=elapsed / 60,
                 s_per_iter=statistics.median(times), losses=losses)
 
@@ -240,6 +243,10 @@ def readme_text(task: str, result: dict, budget_min: float) -> str:
                                 for k, v in spec['targets'].items())
             lines.append(f'Reached within {budget_min:g} training minutes: {scores} (iteration '
                          f"{best['iter']}); target {goal}: **{'met' if met else 'missed'}**.")
+            if best.get('per_class_iou'):
+                lines += ['', f"IoU per class at iteration {best['iter']}: " + ', '.join(
+                    f'{name} {value:.1f}' for name, value in best['per_class_iou'].items())
+                    + '.']
         old = result.get('old_curve')
         if old:
             end = old['points'][-1]

@@ -23,3 +23,13 @@ def test_old_recipe_says_when_it_ran():
     assert 'on 2026-12-07 10:00' in text and 'iteration 800): mIoU 70.000' in text
     del old['date']
     assert 'in an earlier session' in main_job.readme_text('seg', result, 15.0)
+
+
+def test_per_class_iou_is_parsed_and_reported(tmp_path, monkeypatch):
+    recs = [dict(iter=10, time=0.5, loss=1.0),
+            {'mIoU': 60.0, 'mAcc': 70.0, 'aAcc': 80.0, 'IoU.box': 21.5, 'IoU.ball': 38.25}]
+    monkeypatch.setattr(main_job, 'records', lambda work: recs)
+    curve = main_job.parse_curve('seg', str(tmp_path), 60.0)
+    assert curve['points'][0]['per_class_iou'] == {'box': 21.5, 'ball': 38.25}
+    text = main_job.readme_text('seg', dict(curve=curve), 15.0)
+    assert 'IoU per class at iteration 10: box 21.5, ball 38.2' in text

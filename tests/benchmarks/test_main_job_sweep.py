@@ -104,6 +104,33 @@ def test_round2_candidates_change_one_thing_of_the_current_recipe(task, tmp_path
     else:
         assert configs['light'].model.train_cfg.rcnn.sampler.num == 64
         assert configs['gn'].model.neck.norm_cfg.type == 'GN'
+        assert current.model.neck.out_channels == 128
+        assert configs['fpn64'].model.neck.out_channels == 64
+        assert configs['fpn64'].model.roi_head.mask_head.in_channels == 64
+
+
+@pytest.mark.parametrize('task', sorted(main_job.TASKS))
+def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path):
+    """Round 3 restates the recipe round 2 left (what the quickstart config holds now)."""
+    configs = {}
+    for name, (_, text) in sweep.ROUND3[task].items():
+        path = sweep.candidate_config(task, text, 40, 20, str(tmp_path), name, sweep.tag(3))
+        configs[name] = Config.fromfile(path)
+    quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS[task]['config']))
+    current = configs.pop('current')
+    assert current.model == quick.model
+    assert (current.train_dataloader.dataset.pipeline
+            == quick.train_dataloader.dataset.pipeline)
+    assert configs['lr2e-3'].optim_wrapper.optimizer.lr == 2e-3
+    assert configs['lr2e-3'].model == current.model
+    if task == 'seg':
+        assert current.val_evaluator.type == 'mambaout_dense.ClassIoUMetric'
+        weights = configs['things_x6'].model.decode_head.loss_decode.class_weight
+        assert weights == [1.0] * 6 + [6.0] * 2
+        assert configs['things_x6'].model.auxiliary_head.loss_decode.class_weight == weights
+    else:
+        assert configs['mask4'].model.roi_head.mask_head.num_convs == 4
+        assert current.model.roi_head.mask_head.num_convs == 2
 
 
 def test_round_files_do_not_overwrite_round_1():

@@ -69,6 +69,7 @@ def test_train_writes_checkpoint_and_validates_miou(trained):
     evals = [r for r in records if 'mIoU' in r]
     assert len(evals) == 1, records
     _assert_miou(evals[0])
+    assert {f'IoU.{c}' for c in ('wall', 'box', 'ball')} <= set(evals[0]), sorted(evals[0])
 
 
 @pytest.mark.slow
