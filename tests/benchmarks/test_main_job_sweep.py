@@ -123,11 +123,16 @@ def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path)
             == quick.train_dataloader.dataset.pipeline)
     assert configs['lr2e-3'].optim_wrapper.optimizer.lr == 2e-3
     assert configs['lr2e-3'].model == current.model
+    assert current.train_dataloader.batch_size == 4 and current.train_cfg.max_iters == 40
     if task == 'seg':
         assert current.val_evaluator.type == 'mambaout_dense.ClassIoUMetric'
         weights = configs['things_x6'].model.decode_head.loss_decode.class_weight
         assert weights == [1.0] * 6 + [6.0] * 2
         assert configs['things_x6'].model.auxiliary_head.loss_decode.class_weight == weights
+        batch2 = configs['batch2']
+        assert batch2.train_dataloader.batch_size == 2 and batch2.model == current.model
+        assert batch2.train_cfg.max_iters == 80 and batch2.train_cfg.val_interval == 40
+        assert batch2.param_scheduler[-1]['end'] == 80 and batch2.param_scheduler[0]['end'] == 200
     else:
         assert configs['mask4'].model.roi_head.mask_head.num_convs == 4
         assert current.model.roi_head.mask_head.num_convs == 2
