@@ -129,6 +129,11 @@ def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path)
         weights = configs['things_x6'].model.decode_head.loss_decode.class_weight
         assert weights == [1.0] * 6 + [6.0] * 2
         assert configs['things_x6'].model.auxiliary_head.loss_decode.class_weight == weights
+        assert configs['box5'].model.decode_head.loss_decode.class_weight[-2:] == [5.0, 3.0]
+        crop = configs['crop224']
+        assert crop.model.data_preprocessor.size == (224, 224)
+        assert crop.train_dataloader.dataset.pipeline[2]['crop_size'] == (224, 224)
+        assert crop.test_dataloader == current.test_dataloader
         batch2 = configs['batch2']
         assert batch2.train_dataloader.batch_size == 2 and batch2.model == current.model
         assert batch2.train_cfg.max_iters == 80 and batch2.train_cfg.val_interval == 40
