@@ -320,8 +320,9 @@ KNOWN_LOG_MESSAGES = (
     # mmengine's CheckpointHook builds a FileClient it does not use (file_client_args=None)
     r'^"FileClient" will be deprecated in future',
     r'^"HardDiskBackend" is the alias of "LocalBackend"',
-    # mmseg's IoUMetric has no default prefix; its keys ('mIoU') are what configs refer to
-    r'^The prefix is not set in metric class IoUMetric',
+    # mmseg's IoUMetric (and mambaout_dense.ClassIoUMetric, built on it) has no default prefix;
+    # its keys ('mIoU') are what configs refer to
+    r'^The prefix is not set in metric class (Class)?IoUMetric',
 )
 
 
