@@ -122,15 +122,15 @@ _THINGS = _things(3.0)
 _BATCH8 = "train_dataloader['batch_size'] = 8\n"
 
 
-def _seg_pipeline(rescale: bool = True, photo: bool = True) -> str:
-    """Config text of the seg train pipeline (256-px crops): random rescaling 0.75-1.5 and the
-    photometric distortion each optional."""
+def _seg_pipeline(rescale: bool = True, photo: bool = True, crop: int = 256) -> str:
+    """Config text of the seg train pipeline (``crop``-px crops): random rescaling 0.75-1.5 and
+    the photometric distortion each optional."""
     steps = ["dict(type='LoadImageFromFile')",
              "dict(type='LoadAnnotations', reduce_zero_label=True)"]
     if rescale:
         steps.append("dict(type='RandomResize', scale=(512, 256), ratio_range=(0.75, 1.5), "
                      'keep_ratio=True)')
-    steps += ["dict(type='RandomCrop', crop_size=(256, 256), cat_max_ratio=0.75)",
+    steps += [f"dict(type='RandomCrop', crop_size=({crop}, {crop}), cat_max_ratio=0.75)",
               "dict(type='RandomFlip', prob=0.5)"]
     if photo:
         steps.append("dict(type='PhotoMetricDistortion')")
@@ -212,7 +212,7 @@ ROUND2: Dict[str, Dict[str, tuple]] = {
 # config adopts its changes: a 64-channel decode head, no random rescaling, box and ball 3x
 _ROUND2_SEG = _HEAD64 + _FIXED_SCALE + _THINGS
 # training on 224-px crops of the 256-px images (0.77x the pixels); the test stays at 256
-_CROP224 = (_seg_pipeline(rescale=False).replace('crop_size=(256, 256)', 'crop_size=(224, 224)')
+_CROP224 = (_seg_pipeline(rescale=False, crop=224)
             + "model = dict(data_preprocessor=dict(size=(224, 224)))\n")
 # batch 2 at twice the iterations: as many training images as batch 4, cheaper iterations
 _BATCH2 = '''
