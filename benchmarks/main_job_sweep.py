@@ -253,7 +253,43 @@ ROUND3: Dict[str, Dict[str, tuple]] = {
                    _twice(_seg(1e-3, 200, _ROUND2_SEG)) + _BATCH2),
     },
 }
-ROUNDS = {1: CANDIDATES, 2: ROUND2, 3: ROUND3}
+# Round 4's changes are statements on the ``model`` dict that ``_ROUND2_SEG`` defines (its loss
+# text): a second ``model = dict(...)`` in the same config file would replace the first one, not
+# merge with it.
+# mmseg's Lovasz-softmax loss (a convex surrogate of each class's IoU, over the batch's pixels)
+# beside the cross-entropy in the decode head: the score is the mean IoU, and the two small
+# "thing" classes count in it as much as the large stuff classes
+_LOVASZ = ("model['decode_head']['loss_decode'] = [model['decode_head']['loss_decode'], dict(\n"
+           "    type='LovaszLoss', loss_type='multi_class', classes='present', per_image=False,\n"
+           "    reduction='none', loss_weight=1.0)]\n")
+# online hard example mining: the decode head's loss on the pixels it gets most wrong (the box
+# and ball pixels it confuses), at least 100k of the batch's 262k
+_OHEM_R4 = ("model['decode_head']['sampler'] = dict(type='OHEMPixelSampler', thresh=0.7, "
+            'min_kept=100000)\n')
+# the auxiliary FCN head reads stage 3 (stride 16), where one cell sees a whole box or ball
+_AUX1 = "model['auxiliary_head']['loss_decode']['loss_weight'] = 1.0\n"
+_NO_AUX = "model['auxiliary_head'] = None\n"
+_NO_DROPOUT = ("model['decode_head']['dropout_ratio'] = 0.0\n"
+               "model['auxiliary_head']['dropout_ratio'] = 0.0\n")
+#: Round 4: single changes to the recipe as round 3 left it (round 2's), aimed at telling box from
+#: ball: losses and heads.
+ROUND4: Dict[str, Dict[str, tuple]] = {
+    'det': {},
+    'seg': {
+        'current': ('the quickstart recipe after round 3 (= after round 2)',
+                    _seg(1e-3, 100, _ROUND2_SEG)),
+        'lovasz': ('+ Lovasz-softmax loss (weight 1) beside the cross-entropy in the decode head',
+                   _seg(1e-3, 100, _ROUND2_SEG + _LOVASZ)),
+        'ohem': ('+ online hard example mining in the decode head (thresh 0.7, 100k pixels kept)',
+                 _seg(1e-3, 100, _ROUND2_SEG + _OHEM_R4)),
+        'aux1': ('+ auxiliary head (stage 3) loss weight 1.0 instead of 0.4',
+                 _seg(1e-3, 100, _ROUND2_SEG + _AUX1)),
+        'no_aux': ('+ no auxiliary head (cheaper)', _seg(1e-3, 100, _ROUND2_SEG + _NO_AUX)),
+        'no_dropout': ('+ no dropout before the classifiers (mmseg: 0.1)',
+                       _seg(1e-3, 100, _ROUND2_SEG + _NO_DROPOUT)),
+    },
+}
+ROUNDS = {1: CANDIDATES, 2: ROUND2, 3: ROUND3, 4: ROUND4}
 
 
 def tag(rnd: int) -> str:
@@ -268,7 +304,8 @@ STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
 #: The changes the quickstart configs took from each round (round 1: to its best learning rate).
 ADOPTED = {1: {'det': ('anchors', ), 'seg': ('things_x3', )},
            2: {'det': ('fpn64', ), 'seg': ('head64_fixed', )},
-           3: {'det': (), 'seg': ()}}
+           3: {'det': (), 'seg': ()},
+           4: {'det': (), 'seg': ()}}
 
 
 def make_holdout(task: str) -> Dict[str, str]:

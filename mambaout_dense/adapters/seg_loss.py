@@ -4,9 +4,10 @@ mmseg 1.2's ``cross_entropy`` computes the average factor of a class-weighted lo
 the class weights with every label, the ignore label (255) included, so any config with
 ``class_weight`` fails on data with ignored pixels (``IndexError: index 255 is out of bounds``),
 and it does so in a Python loop over pixels. This subclass takes the same arguments and, for that
-case (softmax, ``class_weight`` set, mean over non-ignored pixels, no per-pixel weights), returns
-PyTorch's weighted mean, ``sum_i w[y_i] l_i / sum_i w[y_i]`` over the pixels that are not
-ignored: the average that mmseg's code intends. Every other case is mmseg's own code. Config::
+case (softmax, ``class_weight`` set, mean over non-ignored pixels), returns the average that
+mmseg's code intends: ``sum_i p_i w[y_i] l_i / sum_i w[y_i]`` over the pixels that are not
+ignored, with ``p_i`` the per-pixel weights when given (an OHEM sampler's kept pixels, say) and 1
+otherwise. Every other case is mmseg's own code. Config::
 
     custom_imports = dict(imports=[..., 'mambaout_dense.adapters.seg_loss'])
     loss_decode = dict(type='mambaout_dense.CrossEntropyLoss', class_weight=[...],
@@ -34,12 +35,17 @@ class CrossEntropyLoss(MMSegCrossEntropyLoss):
                 avg_factor=None, reduction_override=None, ignore_index: int = -100,
                 **kwargs) -> torch.Tensor:
         own = (self.class_weight is not None and not self.use_sigmoid and not self.use_mask
-               and self.avg_non_ignore and weight is None and avg_factor is None
+               and self.avg_non_ignore and avg_factor is None
                and (reduction_override or self.reduction) == 'mean')
         if not own:
             return super().forward(cls_score, label, weight=weight, avg_factor=avg_factor,
                                    reduction_override=reduction_override,
                                    ignore_index=ignore_index, **kwargs)
         class_weight = cls_score.new_tensor(self.class_weight)
-        return self.loss_weight * F.cross_entropy(cls_score, label, weight=class_weight,
-                                                  ignore_index=ignore_index, reduction='mean')
+        if weight is None:
+            return self.loss_weight * F.cross_entropy(cls_score, label, weight=class_weight,
+                                                      ignore_index=ignore_index, reduction='mean')
+        per_pixel = F.cross_entropy(cls_score, label, weight=class_weight,
+                                    ignore_index=ignore_index, reduction='none')
+        total = class_weight[label[label != ignore_index]].sum()
+        return self.loss_weight * (per_pixel * weight.to(per_pixel.dtype)).sum() / total

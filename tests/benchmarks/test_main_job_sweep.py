@@ -146,3 +146,28 @@ def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path)
 def test_round_files_do_not_overwrite_round_1():
     assert sweep.tag(1) == '' and sweep.tag(2) == '_r2'
     assert set(sweep.ADOPTED) == set(sweep.ROUNDS)
+
+
+def test_round4_seg_candidates_change_one_thing_of_the_round3_recipe(tmp_path):
+    """Round 4's changes are statements on the restated recipe's ``model``: each keeps the rest."""
+    configs = {}
+    for name, (_, text) in sweep.ROUND4['seg'].items():
+        path = sweep.candidate_config('seg', text, 40, 20, str(tmp_path), name, sweep.tag(4))
+        configs[name] = Config.fromfile(path)
+    quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS['seg']['config']))
+    current = configs.pop('current')
+    assert current.model == quick.model
+    cross_entropy = current.model.decode_head.loss_decode
+    lovasz = configs['lovasz'].model.decode_head.loss_decode
+    assert lovasz[0] == cross_entropy and lovasz[1].type == 'LovaszLoss'
+    assert configs['ohem'].model.decode_head.sampler.type == 'OHEMPixelSampler'
+    assert configs['aux1'].model.auxiliary_head.loss_decode.loss_weight == 1.0
+    assert configs['no_aux'].model.auxiliary_head is None
+    assert configs['no_dropout'].model.decode_head.dropout_ratio == 0.0
+    for name, cfg in configs.items():
+        assert cfg.model.decode_head.channels == 64, name
+        assert cfg.train_dataloader == current.train_dataloader, name
+        changed = [k for k in ('decode_head', 'auxiliary_head')
+                   if cfg.model[k] != current.model[k]]
+        assert changed, name
+        assert cfg.model.backbone == current.model.backbone, name

@@ -42,6 +42,30 @@ def test_weighted_mean_over_kept_pixels_with_ignored_pixels():
     torch.testing.assert_close(got.double(), (w * nll).sum() / w.sum())
 
 
+def test_per_pixel_weights_equal_mmseg_without_ignored_pixels():
+    """An OHEM sampler's 0/1 pixel weights: mmseg's own sum over the kept pixels, divided by the
+    class weights of every pixel that is not ignored."""
+    logits, label = _batch(ignored=False)
+    kept = (torch.arange(label.numel()) % 3 == 0).float().reshape(label.shape)
+    ours = CrossEntropyLoss(avg_non_ignore=True, class_weight=WEIGHTS, loss_weight=0.4)
+    theirs = MMSegCrossEntropyLoss(avg_non_ignore=True, class_weight=WEIGHTS, loss_weight=0.4)
+    torch.testing.assert_close(ours(logits, label, weight=kept, ignore_index=255),
+                               theirs(logits, label, weight=kept, ignore_index=255))
+
+
+def test_per_pixel_weights_with_ignored_pixels():
+    logits, label = _batch(ignored=True)
+    kept = (torch.arange(label.numel()) % 3 == 0).float().reshape(label.shape)
+    got = CrossEntropyLoss(avg_non_ignore=True, class_weight=WEIGHTS)(
+        logits, label, weight=kept, ignore_index=255)
+    x = logits.double().permute(0, 2, 3, 1).reshape(-1, 4)
+    y, p = label.reshape(-1), kept.reshape(-1).double()
+    keep = y != 255
+    w = torch.tensor(WEIGHTS, dtype=torch.float64)[y[keep]]
+    nll = -torch.log_softmax(x[keep], 1).gather(1, y[keep, None])[:, 0]
+    torch.testing.assert_close(got.double(), (p[keep] * w * nll).sum() / w.sum())
+
+
 def test_other_settings_are_mmsegs_own():
     logits, label = _batch(ignored=True)
     ours = CrossEntropyLoss(avg_non_ignore=True)
