@@ -43,8 +43,11 @@ AREAS: List[Tuple[str, str, str]] = [
 ]
 ALGORITHMS = {'mask_rcnn': 'Mask R-CNN', 'upernet': 'UperNet'}
 BACKBONES = ('mambaout', 'vmamba', 'hybrid')
+#: Shortcut baselines (mambaout_dense.analysis.dense_longrange.plan.BASELINES) -> the backbone
+#: family they are cut from: a row of their own, in that family's column.
+BASELINES = {'local': 'mambaout'}
 VARIANTS = {'3x': '3x, multi-scale', 'synthetic': 'CPU-sized, synthetic data',
-            'longrange': 'long-range arm (Femto)'}
+            'longrange': 'long-range arm (Femto)', 'baseline': 'shortcut baseline'}
 #: The variant of a config without one: its algorithm's standard schedule.
 STANDARD = {'mask_rcnn': '1x (12 epochs)', 'upernet': '160k iterations'}
 REPO_FOLDERS = [
@@ -88,11 +91,13 @@ def _parse_config(stem: str) -> Tuple[str, str, str, str]:
     algo = next(a for a in sorted(ALGORITHMS, key=len, reverse=True) if stem.startswith(a + '_'))
     parts = stem[len(algo) + 1:].split('_')
     pre = []
-    while parts and parts[0] not in BACKBONES:
+    while parts and parts[0] not in BACKBONES and parts[0] not in BASELINES:
         pre.append(parts.pop(0))
     if not parts:  # no backbone: a config of the data only (e.g. the long-range set)
         return algo, '_'.join(pre[:1]), '', '_'.join(pre[1:])
     backbone, size, post = parts[0], parts[1], parts[2:]
+    if backbone in BASELINES:
+        backbone, post = BASELINES[backbone], [*post, 'baseline']
     return algo, '_'.join(pre + post), backbone, size
 
 

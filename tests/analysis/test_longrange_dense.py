@@ -7,6 +7,7 @@ import torch
 
 from mambaout_dense.analysis.dense_longrange import (
     BACKBONES,
+    BASELINES,
     DenseCell,
     DenseSettings,
     apply_gate,
@@ -183,3 +184,86 @@ def test_gate_reads_iterations_to_criterion_near_and_far_from_the_curve_at_its_t
     assert (r['iters_to_criterion'], r['far_iters_to_criterion']) == (250, 500)
     (r, ) = apply_gate([dict(rec, curve=[[125, 0.95, 0.5]])], 0.9)
     assert r['far_iters_to_criterion'] is None
+
+
+def test_plan_takes_the_shortcut_baseline_in_the_upernet_arm_only():
+    cells = plan_cells(DenseSettings(arm='upernet'), ['mambaout', 'local'], [128], [20], [0])
+    assert [c.config_name() for c in cells] == ['upernet_longrange_mambaout_femto',
+                                                'upernet_longrange_local_femto']
+    assert all(osp.isfile(_config(c.arm, c.backbone)) for c in cells)
+    assert 'local' in BASELINES and 'local' not in BACKBONES
+    with pytest.raises(UsageError, match='shortcut baseline local exists for the upernet arm '
+                                         'only, not maskrcnn'):
+        plan_cells(DenseSettings(arm='maskrcnn'), ['mambaout', 'local'], [128], [20], [0])
+    with pytest.raises(UsageError, match='unknown backbones.*valid: mambaout, vmamba, hybrid, '
+                                         'local'):
+        plan_cells(DenseSettings(arm='upernet'), ['global'], [128], [20], [0])
+
+
+def _reach_rows(near_in_view=True, far_out_of_view=True):
+    # as measured by reach.baseline_reach (tests/analysis/test_longrange_local_baseline.py)
+    return [dict(baseline='local', size=128, far=20, reach_px=52, full_px=46, clipped=False,
+                 near_view_px=19, far_gap_px=69, near_in_view=near_in_view,
+                 far_out_of_view=far_out_of_view)]
+
+
+def _with_baseline(far_local, near_local=0.99, reach=None):
+    far = {'mambaout': (0.50, 0.52, 0.49), 'vmamba': (0.97, 0.99, 0.98),
+           'hybrid': (0.80, 0.70, 0.75), 'local': far_local}
+    recs = [_record(b, seed, near_local if b == 'local' else 0.99, far[b][seed])
+            for b in BACKBONES + ('local', ) for seed in range(3)]
+    cost = [dict(backbone=b, size=128, params=p, backbone_params=p, flops=f, backbone_flops=f,
+                 latency_ms=None)
+            for b, p, f in (('mambaout', 6e6, 2e9), ('local', 2e5, 5e8))]
+    return build_results(DenseSettings(arm='upernet'), recs, 12,
+                         length_table([128], 32, [3, 20], [48, 96, 192, 288]), cost, 0.9, 0.5,
+                         'x', reach=_reach_rows() if reach is None else reach)
+
+
+def test_report_shows_the_shortcut_baseline_apart_and_its_verdict_follows_the_numbers():
+    res = _with_baseline((0.51, 0.49, 0.53))
+    text = '\n'.join(res['verdict'])
+    line = next(v for v in res['verdict'] if 'shortcut baseline (local' in v)
+    assert line.startswith('128 px, shortcut baseline (local; reach 52 px, measured: the near '
+                           'marker in full view (needs 19 px), a far target\'s own marker out of '
+                           'view (from 69 px)): far 0.51 ± 0.02 [')
+    assert ', near 0.99 ' in line and '(3 of 3 runs scored, far d = 20): at chance: no shortcut' \
+        in line
+    # not a contender: no gap, ordering, length-axis or cost ratio names it
+    assert all(g['mixer'] != 'local' for g in res['gaps'])
+    assert 'local 0.51' not in text.split('shortcut baseline')[0]
+    cost_line = next(v for v in res['verdict'] if v.startswith('Cost at 128 px'))
+    assert 'local' not in cost_line
+    assert 'shortcut baseline local at 128 px far 0.51' in res['headline']
+    md = render_dense_markdown(res)
+    scores, rest = md.split('**Shortcut baseline**, not a contender', 1)
+    assert '| local |' not in scores.split('**Scores**')[1]  # not in the contenders' table
+    assert '| local | 128 | 20 (80) | 3/3/3 | 0.99' in rest
+    assert '| at chance | 52 / 46 | 19 | 69 |' in rest
+    assert 'local (shortcut baseline, not parameter-matched) | 128 | 0.20 M' in md
+    # far above chance without the marker in view: the task has a shortcut
+    res = _with_baseline((0.97, 0.95, 0.99))
+    assert 'ABOVE chance: the far group has a shortcut' in '\n'.join(res['verdict'])
+    # a reach that sees the far marker at this size: no baseline, whatever its score
+    res = _with_baseline((0.51, 0.49, 0.53), reach=_reach_rows(far_out_of_view=False))
+    assert 'NOT out of view' in '\n'.join(res['verdict'])
+    assert 'so it is no baseline here' in '\n'.join(res['verdict'])
+    # not learned: stored and listed, never read as evidence
+    res = _with_baseline((0.51, 0.49, 0.53), near_local=0.6)
+    assert 'learned in 0 of 3 runs (gate 0.9), so it rules no shortcut out' in \
+        '\n'.join(res['verdict'])
+    assert '| local | 128 | 20 (80) | 0/0/3 |' in render_dense_markdown(res)
+
+
+def test_verdict_says_when_the_shortcut_baseline_was_not_run_and_maskrcnn_has_none():
+    recs = [_record(b, 0, 0.99, 0.5) for b in BACKBONES]
+    res = build_results(DenseSettings(arm='upernet'), recs, 3, [], [], 0.9, 0.5, 'x')
+    assert any(v.startswith('128 px, shortcut baseline (local): not run (`--backbones local`)')
+               for v in res['verdict'])
+    assert res['headline'].endswith('shortcut baseline not run.')
+    assert '**Shortcut baseline** (`local`): not run' in render_dense_markdown(res)
+    mask = [dict(r, arm='maskrcnn', scores=dict(near=dict(r['scores']['near'], recall50=0.9),
+                                                far=r['scores']['far'])) for r in recs]
+    res = build_results(DenseSettings(arm='maskrcnn'), mask, 3, [], [], 0.9, 0.5, 'x')
+    assert 'shortcut baseline' not in '\n'.join(res['verdict']) + res['headline']
+    assert 'Shortcut baseline' not in render_dense_markdown(res)

@@ -95,3 +95,35 @@ def test_gpu_preset_plans_both_arms_every_size_and_three_seeds_and_flags_win(tmp
     proc = _run('longrange_dense.py', '--arm', 'upernet', '--preset', 'gpu', '--sizes', '128',
                 '--dry-run', '--no-cost', '--work-dir', tmp_path, cwd=tmp_path)
     assert '9 runs: ' in proc.output and 's256' not in proc.output
+
+
+def test_upernet_shortcut_baseline_runs_through_the_same_runner_and_is_reported_apart(tmp_path):
+    """--backbones local: one tools/train.py run, stored and gated like a backbone's, reported in
+    its own table with its measured reach. At 64 px on a 16-token grid the far marker (d = 8)
+    starts 21 px from its target, inside the baseline's field, and the verdict says so."""
+    work, md = tmp_path / 'work', tmp_path / 'results.md'
+    md.write_text('# Results\n')
+    _run('longrange_dense.py', '--arm', 'upernet', '--backbones', 'local', '--sizes', '64',
+         *TINY, '--learned-threshold', '0', '--work-dir', work, '--results-md', md,
+         cwd=tmp_path)
+    res = _results(work, 'upernet')
+    (rec, ) = res['records']
+    assert rec['cell'] == 'upernet/local/s64/d8/seed0' and rec['scored']
+    assert rec['config'] == 'upernet_longrange_local_femto.py' and len(rec['curve']) == 2
+    assert res['erf'] == []  # one stage: no trained-model ERF, its reach is measured instead
+    (g, ) = res['baseline_reach']
+    assert (g['baseline'], g['size'], g['far'], g['far_gap_px']) == ('local', 64, 8, 21)
+    assert not g['far_out_of_view']
+    text = md.read_text()
+    assert '**Shortcut baseline**, not a contender' in text
+    assert '| local | 64 | 8 (32) | 1/1/1 |' in text and 'so it is no baseline here' in text
+    assert '| upernet/local/s64/d8/seed0 | yes |' in text
+    # Mask R-CNN has no baseline: refused before anything runs, also when it comes second
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    proc = subprocess.run([sys.executable, osp.join(REPO_ROOT, 'tools', 'analysis',
+                                                    'longrange_dense.py'),
+                           '--arm', 'both', '--backbones', 'mambaout', 'local', '--dry-run',
+                           '--no-cost', '--work-dir', str(tmp_path / 'both')],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 2 and 'upernet arm only, not maskrcnn' in proc.stderr
+    assert not (tmp_path / 'both').exists()

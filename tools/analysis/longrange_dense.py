@@ -14,6 +14,12 @@ score misses --learned-threshold is "not learned" and not scored. --sizes render
 at several image sizes (the length axis) with the model fixed; the report gives the cue in pixels
 and in each stage's tokens, L and L/(6D). Also reachable as longrange_experiment.py --arm ...
 
+The UperNet arm also has a shortcut baseline, --backbones local
+(configs/upernet_longrange_local_femto.py: one MambaOut stage under a global-pool UperNet head),
+which sees image-level statistics and local context but no far target's own marker (its reach is
+measured by autograd when the report is written). It is trained, stored and gated like the
+backbones, and reported in a table and verdict lines of its own, outside the comparisons.
+
 Finished runs are stored in WORK_DIR/{arm}_cells.jsonl; a rerun with the same settings skips
 them (a killed sweep continues; --learned-threshold and --min-recall may change without
 retraining). WORK_DIR/{arm}_results.{json,md} hold every run's scores, learning curve, pace and
@@ -22,6 +28,7 @@ rewrites the section between <!-- longrange-{arm}:begin/end --> of FILE.
 
     python tools/analysis/longrange_dense.py --arm upernet             # 3 backbones x 3 seeds
     python tools/analysis/longrange_dense.py --arm upernet --sizes 128 256   # + the length axis
+    python tools/analysis/longrange_dense.py --arm upernet --backbones local  # shortcut baseline
     python tools/analysis/longrange_dense.py --arm maskrcnn --seeds 0
     python tools/analysis/longrange_dense.py --arm upernet --dry-run   # plan, lengths, cost
     python tools/analysis/longrange_dense.py --arm both --preset gpu   # GPU: both arms, sizes
@@ -39,7 +46,7 @@ PRESETS = {'gpu': dict(sizes=[128, 256], seeds=[0, 1, 2], jobs=6, threads=2)}
 
 
 def build_parser():
-    from mambaout_dense.analysis.dense_longrange import ARMS, BACKBONES, DenseSettings
+    from mambaout_dense.analysis.dense_longrange import ARMS, BACKBONES, BASELINES, DenseSettings
     from mambaout_dense.cli import doc_parser
     d = DenseSettings(arm='upernet')
     parser = doc_parser(__doc__)
@@ -50,7 +57,10 @@ def build_parser():
                         'given win)')
     parser.add_argument('--work-dir', default=None,
                         help='results and runs (default work_dirs/longrange_{arm})')
-    parser.add_argument('--backbones', nargs='+', choices=BACKBONES, default=list(BACKBONES))
+    parser.add_argument('--backbones', nargs='+', choices=BACKBONES + BASELINES,
+                        default=list(BACKBONES),
+                        help=f'contenders (default {" ".join(BACKBONES)}) and, UperNet arm only, '
+                        f'the shortcut baseline {" ".join(BASELINES)}')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
                         help='seeds (default 0 1 2)')
     parser.add_argument('--seed-offset', type=int, default=0, help='added to every seed')
@@ -101,19 +111,26 @@ def run_dense(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     if args.preset:  # preset values replace defaults, not flags given on the command line
         apply_preset(parser, args, argv, PRESETS[args.preset])
-    if args.arm == 'both':
-        rcs = [run_dense([*argv, '--arm', arm]) for arm in sorted(dl.ARMS, reverse=True)]
-        return max(rcs)
-    names = {f.name for f in dataclasses.fields(dl.DenseSettings)}
-    s = dl.DenseSettings(**{k: v for k, v in vars(args).items() if k in names})
+    names = {f.name for f in dataclasses.fields(dl.DenseSettings)} - {'arm'}
+    settings = {k: v for k, v in vars(args).items() if k in names}
     seeds = [x + args.seed_offset for x in args.seeds]
-    cells = dl.plan_cells(s, args.backbones, args.sizes, args.distances, seeds)
+    arms = sorted(dl.ARMS, reverse=True) if args.arm == 'both' else [args.arm]
+    # every arm's plan is checked before any run starts (the baseline is UperNet's only)
+    plans = {arm: dl.plan_cells(dl.DenseSettings(arm=arm, **settings), args.backbones,
+                                args.sizes, args.distances, seeds) for arm in arms}
+    if args.arm == 'both':
+        rcs = [run_dense([*argv, '--arm', arm]) for arm in arms]
+        return max(rcs)
+    s, cells = dl.DenseSettings(arm=args.arm, **settings), plans[args.arm]
     work_dir = osp.abspath(args.work_dir or f'work_dirs/longrange_{args.arm}')
     os.makedirs(work_dir, exist_ok=True)
     config_dir = osp.join(REPO_ROOT, 'configs')
     configs = {b: osp.join(config_dir, dl.DenseCell(args.arm, b, 0, 0, 0).config_name() + '.py')
                for b in args.backbones}
-    dims = config_dims(next(iter(configs.values())))
+    # stage widths of the contenders (the length table), also when only the baseline runs
+    ref = next((b for b in args.backbones if b in dl.BACKBONES), dl.BACKBONES[0])
+    dims = config_dims(osp.join(config_dir,
+                                dl.DenseCell(args.arm, ref, 0, 0, 0).config_name() + '.py'))
     lengths = dl.length_table(args.sizes, s.scene_grid, sorted({s.near, *args.distances}), dims)
     print(length_markdown(lengths), file=sys.stderr)
     cost = [] if args.no_cost else measure_cost(configs, args.sizes, args.arm)

@@ -20,7 +20,8 @@ from mmengine.logging import print_log
 from ..longrange.store import ResultStore, provenance
 from ..tables import update_section, write_json, write_text
 from .erf import trained_erfs
-from .plan import DenseCell, DenseSettings, length_table
+from .plan import BASELINES, DenseCell, DenseSettings, length_table
+from .reach import baseline_reach
 from .report import (
     apply_gate,
     dense_gaps,
@@ -80,14 +81,17 @@ def build_results(s: DenseSettings, records: List[Dict[str, Any]], planned: int,
                   lengths: List[Dict[str, Any]], cost: List[Dict[str, Any]], threshold: float,
                   min_recall: float, command: str,
                   sessions: Optional[List[Dict[str, Any]]] = None,
-                  erf: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """The results JSON: gated records, summary, gaps, ERFs, verdict, headline, provenance."""
+                  erf: Optional[List[Dict[str, Any]]] = None,
+                  reach: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """The results JSON: gated records, summary, gaps, ERFs, the shortcut baseline's measured
+    reach (rows of :func:`.reach.baseline_reach` with ``baseline``), verdict, headline,
+    provenance."""
     gated = apply_gate(records, threshold, min_recall, s.val_interval)
     res = dict(settings=s.to_dict(), settings_key=s.key(), learned_threshold=threshold,
                min_recall=min_recall, command=command, cells_planned=planned,
                cells_done=len(gated), lengths=lengths, cost=cost, records=gated,
                summary=summarise_dense(gated), gaps=dense_gaps(gated), erf=erf or [],
-               sessions=sessions or [], provenance=provenance())
+               baseline_reach=reach or [], sessions=sessions or [], provenance=provenance())
     res['verdict'] = dense_verdict(res)
     res['headline'] = dense_headline(res)
     return res
@@ -99,6 +103,11 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
               jobs: int = 1, cost: Optional[List[Dict[str, Any]]] = None, command: str = '',
               results_md: Optional[str] = None, erf_images: int = 8) -> Dict[str, Any]:
     """Run the cells not yet stored, then write the results and the report.
+
+    The shortcut baseline's cells (:data:`.plan.BASELINES`) run, are stored and are gated like
+    the backbones'; when any is stored, its reach is measured at each of its sizes
+    (:func:`.reach.baseline_reach`, a few seconds) and reported beside it, and it gets no
+    trained-model ERF.
 
     Args:
         s (DenseSettings): The settings.
@@ -178,8 +187,15 @@ def run_sweep(s: DenseSettings, cells: Sequence[DenseCell], work_dir: str,
         erf = trained_erfs(gated, s, work_dir, config_dir, erf_images)
         _log(f'trained-model ERFs of {len({(r["backbone"], r["size"]) for r in erf})} '
              f'backbone-size pairs in {osp.join(work_dir, "erf")}')
+    reach = []  # the shortcut baseline's measured reach, beside the task's geometry
+    for name in BASELINES:
+        pairs = sorted({(r['size'], r['far']) for r in records if r['backbone'] == name})
+        if pairs:
+            config = osp.join(config_dir, DenseCell(s.arm, name, 0, 0, 0).config_name() + '.py')
+            reach += [dict(row, baseline=name)
+                      for row in baseline_reach(config, pairs, s.scene_grid, s.near)]
     res = build_results(s, records, planned, lengths, cost or [], threshold, min_recall,
-                        command, sessions, erf)
+                        command, sessions, erf, reach)
     md = render_dense_markdown(res)
     for stem in (f'{s.arm}_results', f'{s.arm}_results_{s.key()}'):  # latest, and per settings
         write_json(osp.join(work_dir, stem + '.json'), res)

@@ -39,10 +39,13 @@ def final_checkpoint(cell_dir: str, iters: int) -> str:
 
 
 def _first_scored(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Per (backbone, size): the scored run of the lowest seed (at the smallest far distance)."""
+    """Per (backbone, size): the scored run of the lowest seed (at the smallest far distance).
+
+    Contenders only: the shortcut baseline (:data:`.plan.BASELINES`) has one stage, and its
+    reach is measured exactly instead (:mod:`.reach`)."""
     best: Dict[tuple, Dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: (r['seed'], r['far'])):
-        if r.get('scored'):
+        if r.get('scored') and r['backbone'] in BACKBONES:
             best.setdefault((r['backbone'], r['size']), r)
     order = {b: i for i, b in enumerate(BACKBONES)}
     return [best[k] for k in sorted(best, key=lambda k: (k[1], order.get(k[0], 9)))]

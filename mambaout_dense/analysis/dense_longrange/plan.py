@@ -5,7 +5,9 @@ al., arXiv 1703.06870) with Femto-sized MambaOut, VMamba and hybrid backbones on
 task (:mod:`mambaout_dense.datasets.synthetic.longrange_dense`), to test the long-sequence
 hypothesis of Yu & Wang ("MambaOut: Do We Really Need Mamba for Vision?", arXiv 2405.07992) in
 the real stack. A *cell* is one ``tools/train.py`` run: (arm, backbone, image size, far distance,
-seed). The scene is drawn on a fixed grid of scene tokens, so a larger image renders **the same
+seed). Its backbone is one of the three contenders (:data:`BACKBONES`) or the UperNet arm's
+shortcut baseline (:data:`BASELINES`), which is run, stored and gated the same way and reported
+apart. The scene is drawn on a fixed grid of scene tokens, so a larger image renders **the same
 scenes** larger: the cue spans more pixels and more tokens in every stage while the model stays
 fixed (:func:`length_table`).
 """
@@ -17,13 +19,20 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from ...errors import UsageError
 
-__all__ = ['ARMS', 'BACKBONES', 'DenseSettings', 'DenseCell', 'plan_cells', 'length_table',
-           'STRIDES']
+__all__ = ['ARMS', 'BACKBONES', 'BASELINES', 'BASELINE_ARMS', 'DenseSettings', 'DenseCell',
+           'plan_cells', 'length_table', 'STRIDES']
 
 #: Arm -> config prefix: configs/{prefix}_{backbone}_femto.py.
 ARMS: Dict[str, str] = {'upernet': 'upernet_longrange', 'maskrcnn': 'mask_rcnn_longrange'}
 #: Backbones, one config each: MambaOut-Femto, a VMamba of its widths, the hybrid.
 BACKBONES: Tuple[str, ...] = ('mambaout', 'vmamba', 'hybrid')
+#: Shortcut baselines, not contenders (configs/{prefix}_{name}_femto.py as the backbones): the
+#: cheapest model that could cheat. ``local``: a one-stage MambaOut with a global-pool UperNet head,
+#: which reads image-level statistics but not a far target's own marker (its reach is measured,
+#: :mod:`.reach`). Not parameter-matched; kept out of the backbone comparisons.
+BASELINES: Tuple[str, ...] = ('local', )
+#: Arms that have the baselines' configs.
+BASELINE_ARMS: Tuple[str, ...] = ('upernet', )
 #: Output stride of each backbone stage (every backbone of this toolkit).
 STRIDES: Tuple[int, ...] = (4, 8, 16, 32)
 
@@ -96,13 +105,25 @@ def plan_cells(s: DenseSettings, backbones: Sequence[str], sizes: Sequence[int],
                distances: Sequence[int], seeds: Sequence[int]) -> List[DenseCell]:
     """Every cell, seed-major (each backbone and size gets seed k before seed k + 1).
 
+    Args:
+        s (DenseSettings): The settings.
+        backbones (Sequence[str]): Names in :data:`BACKBONES` or :data:`BASELINES`.
+        sizes (Sequence[int]): Image sides in pixels.
+        distances (Sequence[int]): Far distances in scene tokens.
+        seeds (Sequence[int]): Seeds.
+
     Raises:
-        UsageError: An unknown backbone, a size not a multiple of the scene grid (or under
-            128 px for Mask R-CNN), or a far distance not beyond the near control.
+        UsageError: An unknown backbone, a baseline in an arm without it, a size not a multiple
+            of the scene grid (or under 128 px for Mask R-CNN), or a far distance not beyond the
+            near control.
     """
-    bad = [b for b in backbones if b not in BACKBONES]
+    bad = [b for b in backbones if b not in BACKBONES + BASELINES]
     if bad:
-        raise UsageError(f'unknown backbones {bad}; valid: {", ".join(BACKBONES)}')
+        raise UsageError(f'unknown backbones {bad}; valid: {", ".join(BACKBONES + BASELINES)}')
+    base = [b for b in backbones if b in BASELINES]
+    if base and s.arm not in BASELINE_ARMS:
+        raise UsageError(f'the shortcut baseline {", ".join(base)} exists for the '
+                         f'{", ".join(BASELINE_ARMS)} arm only, not {s.arm}')
     for size in sizes:
         if size % s.scene_grid or size < s.scene_grid:
             raise UsageError(f'size {size} is not a multiple of the scene grid {s.scene_grid}')

@@ -6,6 +6,10 @@ the Clopper-Pearson interval of the pooled held-out targets, gaps are paired by 
 *learned* when its near group (the local control) reaches the threshold; a run that is not
 learned is listed but never scored: it failed the task, so its far score says nothing about
 range. Every verdict sentence is generated here from the numbers.
+
+The shortcut baseline (:data:`.plan.BASELINES`) is gated and summarised like the backbones but
+reported in a table and verdict lines of its own, beside its measured reach (:mod:`.reach`); it
+is not in the backbone comparisons (gaps, orderings, cost ratios, ERFs).
 """
 import math
 from typing import Any, Dict, List, Optional, Sequence
@@ -21,13 +25,17 @@ from ..longrange.stats import (
     paired_gaps,
 )
 from .erf import erf_markdown_dense
-from .plan import BACKBONES
+from .plan import BACKBONES, BASELINE_ARMS, BASELINES
 
-__all__ = ['apply_gate', 'summarise_dense', 'dense_gaps', 'dense_verdict', 'dense_headline',
-           'render_dense_markdown']
+__all__ = ['apply_gate', 'summarise_dense', 'dense_gaps', 'dense_verdict', 'baseline_verdict',
+           'dense_headline', 'render_dense_markdown']
 
 #: The probe's mixer behind each backbone's long-sequence stages.
 MIXER_OF = {'mambaout': 'Gated CNN', 'vmamba': 'SS2D', 'hybrid': 'SS2D in stages 1-2'}
+#: What each shortcut baseline is (its config: configs/upernet_longrange_{name}_femto.py).
+BASELINE_OF = {'local': 'MambaOut-Femto\'s stem and stage 1 (stride 4) under a UperNet head on '
+                        'that one level with a global average pool (pool_scales=(1,)): it sees '
+                        'image-level statistics and local context, not a far target\'s own marker'}
 _EXTRA = {'upernet': ('mIoU', ), 'maskrcnn': ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'recall50')}
 
 
@@ -79,7 +87,7 @@ def summarise_dense(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     groups: Dict[tuple, List[Dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r['backbone'], r['size'], r['far']), []).append(r)
-    order = {b: i for i, b in enumerate(BACKBONES)}
+    order = {b: i for i, b in enumerate(BACKBONES + BASELINES)}
     rows = []
     for (b, size, far), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2],
                                                                         order.get(kv[0][0], 9))):
@@ -124,6 +132,65 @@ def _row(summary, backbone, size) -> Optional[Dict[str, Any]]:
     return next((r for r in summary if r['backbone'] == backbone and r['size'] == size), None)
 
 
+def _reach_row(res: Dict[str, Any], name: str, size: int,
+               far: int) -> Optional[Dict[str, Any]]:
+    return next((g for g in res.get('baseline_reach') or [] if g.get('baseline', name) == name
+                 and g['size'] == size and g['far'] == far), None)
+
+
+def _reach_text(g: Optional[Dict[str, Any]]) -> str:
+    if g is None:
+        return 'reach not measured'
+    bound = '≥ ' if g['clipped'] else ''
+    return (f"reach {bound}{g['reach_px']} px, measured: the near marker "
+            f"{'in' if g['near_in_view'] else 'NOT in'} full view (needs {g['near_view_px']} px), "
+            f"a far target's own marker {'out of' if g['far_out_of_view'] else 'NOT out of'} "
+            f"view (from {g['far_gap_px']} px)")
+
+
+def baseline_verdict(res: Dict[str, Any], size: int) -> List[str]:
+    """The shortcut baseline's bullets at one size: its far score against chance, its near
+    score, its measured reach against the task's geometry, and what they say about a shortcut.
+
+    Empty for an arm without baselines (:data:`.plan.BASELINE_ARMS`).
+    """
+    if res['settings']['arm'] not in BASELINE_ARMS:
+        return []
+    thr, out = res['learned_threshold'], []
+    for name in BASELINES:
+        rows = [r for r in res['summary'] if r['backbone'] == name and r['size'] == size]
+        if not rows:
+            out.append(f'{size} px, shortcut baseline ({name}): not run '
+                       f'(`--backbones {name}`), so nothing shows that no cheap cue solves the '
+                       'far group.')
+            continue
+        for row in rows:
+            g = _reach_row(res, name, size, row['far_distance'])
+            head = f'{size} px, shortcut baseline ({name}; {_reach_text(g)})'
+            if not row['scored']:
+                out.append(f"{head}: near {fmt_acc(row['near_all'])}, learned in "
+                           f"{row['learned']} of {row['runs']} runs (gate {thr:g}), so it "
+                           'rules no shortcut out.')
+                continue
+            reading = chance_reading(row['far_acc'])
+            if g is not None and not (g['near_in_view'] and g['far_out_of_view']):
+                meaning = ('its reach does not sit between the near and the far marker at this '
+                           'size, so it is no baseline here')
+            elif reading == 'at chance':
+                meaning = ('at chance: no shortcut that image-level statistics and local context '
+                           'can learn solves the far group')
+            elif reading == 'above chance':
+                meaning = ('ABOVE chance: the far group has a shortcut (solved without its marker '
+                           'in view), so far scores above chance do not by themselves show range')
+            else:
+                meaning = ('below chance: a cheap cue predicts the wrong colour, so the far group '
+                           'is not neutral to it')
+            out.append(f"{head}: far {fmt_acc(row['far_acc'])}, near {fmt_acc(row['near_acc'])} "
+                       f"({row['scored']} of {row['runs']} runs scored, far d = "
+                       f"{row['far_distance']}): {meaning}.")
+    return out
+
+
 def dense_verdict(res: Dict[str, Any]) -> List[str]:
     """Bullets generated from ``res`` (the results JSON: records, summary, gaps, cost)."""
     recs, summary, gaps = res['records'], res['summary'], res['gaps']
@@ -136,6 +203,7 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
                f'control (d = {res["settings"]["near"]} scene tokens)'
                + (f'; not learned, so not scored: {", ".join(failed)}.' if failed else '.'))
     sizes = sorted({r['size'] for r in summary})
+    contender_sizes = sorted({r['size'] for r in summary if r['backbone'] in BACKBONES})
     for size in sizes:
         parts = []
         for b in BACKBONES:
@@ -147,6 +215,7 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
         if parts:
             out.append(f'{size} px, far cue ({what}, chance {CHANCE:g}): ' + '; '.join(parts)
                        + '.')
+        out += baseline_verdict(res, size)
         speed = []
         for b in BACKBONES:
             its = [r.get('far_iters_to_criterion') for r in recs
@@ -173,8 +242,8 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
         h = next((x for x in gaps if x['mixer'] == 'hybrid' and x['size'] == size), None)
         if h is not None:
             out.append(f'{size} px: hybrid − mambaout {fmt_gap(h)} ({gap_reading(h)}).')
-    if len(sizes) > 1:
-        lo, hi = sizes[0], sizes[-1]
+    if len(contender_sizes) > 1:
+        lo, hi = contender_sizes[0], contender_sizes[-1]
         for b in BACKBONES:
             a, z = _row(summary, b, lo), _row(summary, b, hi)
             if not a or not z or not a['far_acc']['n'] or not z['far_acc']['n']:
@@ -196,7 +265,7 @@ def dense_verdict(res: Dict[str, Any]) -> List[str]:
     cost = res.get('cost') or []
     for size in sizes:
         ref = next((c for c in cost if c['backbone'] == 'mambaout' and c['size'] == size), None)
-        rows = [c for c in cost if c['size'] == size]
+        rows = [c for c in cost if c['size'] == size and c['backbone'] in BACKBONES]
         if ref and rows:
             out.append(f'Cost at {size} px, per image: ' + '; '.join(
                 f"{c['backbone']} {c['flops'] / 1e9:.2f} GFLOPs"
@@ -220,6 +289,12 @@ def dense_headline(res: Dict[str, Any]) -> str:
         g = next((x for x in res['gaps'] if x['mixer'] == 'vmamba' and x['size'] == size), None)
         if g is not None:
             out.append(f'vmamba vs mambaout at {size} px: {gap_reading(g)}')
+    if arm in BASELINE_ARMS:
+        base = [r for r in res['summary'] if r['backbone'] in BASELINES]
+        out.append('shortcut baseline ' + (', '.join(
+            f"{r['backbone']} at {r['size']} px far "
+            + (f"{r['far_acc']['mean']:.2f}" if r['far_acc']['n'] else 'not scored')
+            for r in base) if base else 'not run'))
     return '; '.join(out) + '.'
 
 
@@ -256,6 +331,39 @@ def length_markdown(rows: Sequence[Dict[str, Any]]) -> str:
     return _table(head, body)
 
 
+def baseline_markdown(res: Dict[str, Any]) -> List[str]:
+    """The shortcut baseline's table (lines; empty for an arm without baselines)."""
+    if res['settings']['arm'] not in BASELINE_ARMS:
+        return []
+    rows = [r for r in res['summary'] if r['backbone'] in BASELINES]
+    names = ', '.join(f'`{b}`' for b in BASELINES)
+    if not rows:
+        return [f'**Shortcut baseline** ({names}): not run (`--backbones '
+                f'{" ".join(BASELINES)}`).', '']
+    about = '; '.join(f'`{b}`: {BASELINE_OF[b]}' for b in BASELINES)
+    head = ['baseline', 'size', 'far d (px)', 'scored/learned/runs', 'near', 'far',
+            'far vs chance', 'reach / full square (px)', 'near marker in full view at (px)',
+            'far marker from (px)']
+    body = []
+    for r in rows:
+        g = _reach_row(res, r['backbone'], r['size'], r['far_distance'])
+        geo = ['not measured'] * 3 if g is None else [
+            ('≥ ' if g['clipped'] else '') + f"{g['reach_px']} / {g['full_px']}",
+            str(g['near_view_px']), str(g['far_gap_px'])]
+        body.append([r['backbone'], r['size'], f"{r['far_distance']} ({r['far_px']:g})",
+                     f"{r['scored']}/{r['learned']}/{r['runs']}", fmt_acc(r['near_acc']),
+                     fmt_acc(r['far_acc']), chance_reading(r['far_acc']) or 'not scored'] + geo)
+    return [f'**Shortcut baseline**, not a contender ({about}; not parameter-matched; gated and '
+            'scored like the runs above). Reach: the farthest input pixel that an output '
+            'pixel\'s logits depend on, and the largest square around it that they depend on '
+            'whole, by autograd with the global pool\'s branch detached '
+            '(`mambaout_dense/analysis/dense_longrange/reach.py`; Chebyshev radii). The near '
+            'and far columns, over every placement the generator draws: the radius that holds a '
+            'near target\'s whole marker from each of its pixels, and the distance of the '
+            'nearest pixel of a far target\'s own marker. A valid baseline has full square ≥ '
+            'near and reach < far:', '', _table(head, body), '']
+
+
 def render_dense_markdown(res: Dict[str, Any]) -> str:
     """The report: settings, the size axis, scores, gaps, cost, verdict and every run."""
     s, arm = res['settings'], res['settings']['arm']
@@ -279,6 +387,8 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
                 'iters to criterion: near / far (runs reaching far)', 's / iter']
     body = []
     for r in res['summary']:
+        if r['backbone'] not in BACKBONES:
+            continue
         body.append([r['backbone'], r['size'], f"{r['far_distance']} ({r['far_px']:g})",
                      f"{r['scored']}/{r['learned']}/{r['runs']}", fmt_acc(r['near_acc']),
                      fmt_acc(r['far_acc']), chance_reading(r['far_acc']) or 'not scored']
@@ -287,6 +397,7 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
                     + [f"{_it(r['iters_to_criterion'])} / {_it(r.get('far_iters_to_criterion'))}"
                        f" ({r.get('far_reached', 0)})", f"{r['s_per_iter']:.2f}"])
     out += [_table(head, body), '']
+    out += baseline_markdown(res)
     if res['gaps']:
         out += ['**Far-score gaps to MambaOut**, paired by seed:', '',
                 _table(['backbone', 'size', 'gap', 'reading', 'seeds'],
@@ -297,7 +408,9 @@ def render_dense_markdown(res: Dict[str, Any]) -> str:
                 'machine):', '',
                 _table(['backbone', 'size', 'backbone params', 'model params', 'backbone GFLOPs',
                         'model GFLOPs', 'latency ms'],
-                       [[c['backbone'], c['size'], f"{c['backbone_params'] / 1e6:.2f} M",
+                       [[c['backbone'] + (' (shortcut baseline, not parameter-matched)'
+                                          if c['backbone'] in BASELINES else ''),
+                         c['size'], f"{c['backbone_params'] / 1e6:.2f} M",
                          f"{c['params'] / 1e6:.2f} M", f"{c['backbone_flops'] / 1e9:.3f}",
                          f"{c['flops'] / 1e9:.3f}",
                          f"{c['latency_ms']:.0f}" if c.get('latency_ms') else 'n/a']
