@@ -160,6 +160,9 @@ def test_round4_seg_candidates_change_one_thing_of_the_round3_recipe(tmp_path):
     cross_entropy = current.model.decode_head.loss_decode
     lovasz = configs['lovasz'].model.decode_head.loss_decode
     assert lovasz[0] == cross_entropy and lovasz[1].type == 'LovaszLoss'
+    strided = configs['lovasz_s4'].model.decode_head.loss_decode
+    assert strided[1].type == 'mambaout_dense.LovaszLoss' and strided[1].stride == 4
+    assert dict(strided[1], type='LovaszLoss', stride=None) == dict(lovasz[1], stride=None)
     assert configs['ohem'].model.decode_head.sampler.type == 'OHEMPixelSampler'
     assert configs['aux1'].model.auxiliary_head.loss_decode.loss_weight == 1.0
     assert configs['no_aux'].model.auxiliary_head is None

@@ -72,3 +72,35 @@ def test_other_settings_are_mmsegs_own():
     theirs = MMSegCrossEntropyLoss(avg_non_ignore=True)
     torch.testing.assert_close(ours(logits, label, ignore_index=255),
                                theirs(logits, label, ignore_index=255))
+
+
+def _lovasz_kwargs():
+    return dict(loss_type='multi_class', classes='present', per_image=False, reduction='none',
+                loss_weight=0.7)
+
+
+def test_lovasz_stride_1_is_mmsegs_loss():
+    from mmseg.models.losses import LovaszLoss as MMSegLovaszLoss
+
+    from mambaout_dense.adapters.seg_loss import LovaszLoss
+    logits, label = _batch(ignored=True)
+    torch.testing.assert_close(LovaszLoss(**_lovasz_kwargs())(logits, label, ignore_index=255),
+                               MMSegLovaszLoss(**_lovasz_kwargs())(logits, label,
+                                                                   ignore_index=255))
+
+
+def test_lovasz_stride_reads_every_stride_th_pixel_only():
+    from mmseg.models.losses import LovaszLoss as MMSegLovaszLoss
+
+    from mambaout_dense.adapters.seg_loss import LovaszLoss
+    logits, label = _batch(ignored=True)
+    logits.requires_grad_(True)
+    got = LovaszLoss(stride=2, **_lovasz_kwargs())(logits, label, ignore_index=255)
+    want = MMSegLovaszLoss(**_lovasz_kwargs())(logits[:, :, ::2, ::2].contiguous(),
+                                              label[:, ::2, ::2].contiguous(), ignore_index=255)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    read = logits.grad.abs().sum(1) > 0
+    assert read[:, ::2, ::2].any() and not read[:, 1::2].any() and not read[:, :, 1::2].any()
+    with pytest.raises(ValueError, match='stride'):
+        LovaszLoss(stride=0, **_lovasz_kwargs())
