@@ -101,9 +101,11 @@ model = dict(decode_head=dict(sampler=dict(type='OHEMPixelSampler', thresh=0.7,
 
 # the two "thing" classes (box, ball: about 2% of the pixels each) weigh more in the loss, through
 # mambaout_dense.CrossEntropyLoss (mmseg 1.2's class_weight fails when pixels are ignored)
-def _things(weight: float, ball: Optional[float] = None) -> str:
-    """Config text: box and ball weigh ``weight`` in both heads' losses (ball: ``ball`` if
-    given)."""
+def _things(weight: float, ball: Optional[float] = None, decode: str = '') -> str:
+    """Config text: box and ball weigh ``weight`` in both heads' cross-entropy, the only loss of
+    each head (ball: ``ball`` if given; ``decode``: more keyword text for the decode head, as
+    ``'channels=64, '``, since a second ``model = dict(...)`` in the same file would replace
+    this one). ``_delete_``: the losses replace the quickstart config's (a list since round 4)."""
     ball = weight if ball is None else ball
     return f"""
 custom_imports = dict(imports=['mambaout_dense.models', 'mambaout_dense.engine',
@@ -112,8 +114,8 @@ custom_imports = dict(imports=['mambaout_dense.models', 'mambaout_dense.engine',
                                'mambaout_dense.evaluation.class_iou_metric'])
 _loss = dict(type='mambaout_dense.CrossEntropyLoss', use_sigmoid=False, avg_non_ignore=True,
              class_weight=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, {weight}, {ball}])
-model = dict(decode_head=dict(loss_decode=dict(_loss, loss_weight=1.0)),
-             auxiliary_head=dict(loss_decode=dict(_loss, loss_weight=0.4)))
+model = dict(decode_head=dict({decode}loss_decode=dict(_loss, loss_weight=1.0, _delete_=True)),
+             auxiliary_head=dict(loss_decode=dict(_loss, loss_weight=0.4, _delete_=True)))
 """
 
 
@@ -172,15 +174,16 @@ CANDIDATES: Dict[str, Dict[str, tuple]] = {
         'ohem': ('best lr, online hard example mining of pixels (thresh 0.7, 100k kept)', None),
     },
 }
-# UperNet's decode head at 64 channels instead of 128: at 256 px its stride-4 fusion (a 3x3 conv
-# over 4 x 128 channels at 64 x 64) is the costliest layer of the model
-_HEAD64 = "model = dict(decode_head=dict(channels=64))\n"
 # the images are generated at the size the model sees (256 px): no random rescaling (the crop
 # then takes the whole image), so every iteration trains at the test scale
 _FIXED_SCALE = _seg_pipeline(rescale=False)
 # the seg recipe as round 1 left it, restated so that round 2 stays the same after the quickstart
-# config adopts its changes: random rescaling (0.75-1.5) and a 128-channel decode head
-_ROUND1_SEG = "model = dict(decode_head=dict(channels=128))\n" + _seg_pipeline()
+# config adopts later changes: random rescaling (0.75-1.5), a 128-channel decode head, the
+# cross-entropy with box and ball 3x as the only loss
+_ROUND1_SEG = _things(3.0, decode='channels=128, ') + _seg_pipeline()
+# round 2's change to it: UperNet's decode head at 64 channels instead of 128 (at 256 px its
+# stride-4 fusion, a 3x3 conv over 4 x 128 channels at 64 x 64, is the costliest layer)
+_HEAD64_R1 = _things(3.0, decode='channels=64, ')
 #: Round 2: single changes to the quickstart recipe as round 1 left it (its learning rate and
 #: schedule restated, as the schedule's length follows the sweep's), compared at equal
 #: iterations; a change that is as good and cheaper is better at equal training time.
@@ -198,22 +201,22 @@ ROUND2: Dict[str, Dict[str, tuple]] = {
         'current': ('the quickstart recipe after round 1 (lr 1e-3, box and ball 3x)',
                     _seg(1e-3, 100, _ROUND1_SEG)),
         'head64': ('+ decode head at 64 channels instead of 128 (cheaper)',
-                   _seg(1e-3, 100, _ROUND1_SEG + _HEAD64)),
+                   _seg(1e-3, 100, _HEAD64_R1 + _seg_pipeline())),
         'fixed_scale': ('+ no random rescaling (train at the 256-px test scale)',
                         _seg(1e-3, 100, _ROUND1_SEG + _FIXED_SCALE)),
         'head64_fixed': ('+ both: decode head at 64 channels, no random rescaling',
-                         _seg(1e-3, 100, _ROUND1_SEG + _HEAD64 + _FIXED_SCALE)),
+                         _seg(1e-3, 100, _HEAD64_R1 + _FIXED_SCALE)),
         'head64_fixed_no_photo': ('+ both, and no photometric distortion',
-                                  _seg(1e-3, 100, _ROUND1_SEG + _HEAD64
+                                  _seg(1e-3, 100, _HEAD64_R1
                                        + _seg_pipeline(rescale=False, photo=False))),
     },
 }
 # the seg recipe as round 2 left it, restated so that round 3 stays the same after the quickstart
 # config adopts its changes: a 64-channel decode head, no random rescaling, box and ball 3x
-_ROUND2_SEG = _HEAD64 + _FIXED_SCALE + _THINGS
+_ROUND2_SEG = _HEAD64_R1 + _FIXED_SCALE
 # training on 224-px crops of the 256-px images (0.77x the pixels); the test stays at 256
 _CROP224 = (_seg_pipeline(rescale=False, crop=224)
-            + "model = dict(data_preprocessor=dict(size=(224, 224)))\n")
+            + "model['data_preprocessor'] = dict(size=(224, 224))\n")
 # batch 2 at twice the iterations: as many training images as batch 4, cheaper iterations
 _BATCH2 = '''
 train_dataloader['batch_size'] = 2
@@ -242,11 +245,11 @@ ROUND3: Dict[str, Dict[str, tuple]] = {
         'current': ('the quickstart recipe after round 2 (64-channel head, fixed scale, box and '
                     'ball 3x)', _seg(1e-3, 100, _ROUND2_SEG)),
         'things_x6': ('+ box and ball weigh 6x in the loss instead of 3x',
-                      _seg(1e-3, 100, _HEAD64 + _FIXED_SCALE + _things(6.0))),
+                      _seg(1e-3, 100, _things(6.0, decode='channels=64, ') + _FIXED_SCALE)),
         'lr2e-3': ('+ learning rate 2e-3 instead of 1e-3', _seg(2e-3, 100, _ROUND2_SEG)),
         'box5': ('+ box weighs 5x in the loss instead of 3x (ball stays 3x): the lowest class gets '
-                 'more of the loss', _seg(1e-3, 100, _HEAD64 + _FIXED_SCALE
-                                                      + _things(5.0, ball=3.0))),
+                 'more of the loss', _seg(1e-3, 100, _things(5.0, ball=3.0, decode='channels=64, ')
+                                          + _FIXED_SCALE)),
         'crop224': ('+ 224-px random crops of the 256-px images (cheaper; tested at 256)',
                     _seg(1e-3, 100, _ROUND2_SEG + _CROP224)),
         'batch2': ('+ batch 2 instead of 4, twice the iterations (as many images; warm-up 200)',
@@ -260,7 +263,9 @@ ROUND3: Dict[str, Dict[str, tuple]] = {
 # beside the cross-entropy in the decode head: the score is the mean IoU, and the two small
 # "thing" classes count in it as much as the large stuff classes
 def _lovasz(loss_type: str = 'LovaszLoss', extra: str = '') -> str:
-    return ("model['decode_head']['loss_decode'] = [model['decode_head']['loss_decode'], dict(\n"
+    """Config text: the decode head's losses are the cross-entropy of ``_things`` and a Lovasz
+    loss."""
+    return ("model['decode_head']['loss_decode'] = [dict(_loss, loss_weight=1.0), dict(\n"
             f"    type='{loss_type}', loss_type='multi_class', classes='present', "
             'per_image=False,\n'
             f"    reduction='none', loss_weight=1.0{extra})]\n")
@@ -316,7 +321,7 @@ STAGE1 = ('base', 'lr2e-3', 'lr4e-3')
 ADOPTED = {1: {'det': ('anchors', ), 'seg': ('things_x3', )},
            2: {'det': ('fpn64', ), 'seg': ('head64_fixed', )},
            3: {'det': (), 'seg': ()},
-           4: {'det': (), 'seg': ()}}
+           4: {'det': (), 'seg': ('lovasz_s4', )}}
 
 
 def make_holdout(task: str) -> Dict[str, str]:

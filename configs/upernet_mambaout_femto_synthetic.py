@@ -38,7 +38,14 @@ model = dict(
     # iteration as 128 at about 0.6x the time per iteration (docs/main_job/sweep.md)
     decode_head=dict(in_channels=[48, 96, 192, 288], channels=64, num_classes=num_classes,
                      norm_cfg=norm_cfg,  # in_channels = backbone out_channels
-                     loss_decode=dict(seg_loss, loss_weight=1.0)),
+                     # + mmseg's Lovasz-softmax loss (a surrogate of each class's IoU) on every
+                     # 4th pixel of each row and column: on held-out images it learned faster
+                     # (mIoU 62.1 against 52.4 at iteration 200) and ended higher (74.7 against
+                     # 74.1 at 600) at a small cost (docs/main_job/sweep.md, round 4)
+                     loss_decode=[dict(seg_loss, loss_weight=1.0),
+                                  dict(type='mambaout_dense.LovaszLoss', stride=4,
+                                       loss_type='multi_class', classes='present',
+                                       per_image=False, reduction='none', loss_weight=1.0)]),
     auxiliary_head=dict(in_channels=192, channels=64, num_classes=num_classes,
                         norm_cfg=norm_cfg, loss_decode=dict(seg_loss, loss_weight=0.4)))
 
@@ -94,8 +101,9 @@ val_evaluator = dict(type='mambaout_dense.ClassIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # sized to the 15-minute training budget on 2 idle cores (the measured curve: docs/results.md;
-# the recipe: docs/main_job/sweep.md)
-max_iters = 1600
+# the recipe: docs/main_job/sweep.md; 1600 before the Lovasz loss made an iteration 0.566 s
+# instead of 0.526 s, docs/main_job/profile_seg.json)
+max_iters = 1500
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

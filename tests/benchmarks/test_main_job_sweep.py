@@ -1,4 +1,5 @@
 """The recipe sweep chooses on images held out from the training split, with configs that load."""
+import copy
 import json
 import os.path as osp
 
@@ -97,6 +98,9 @@ def test_round2_candidates_change_one_thing_of_the_current_recipe(task, tmp_path
         changed = {k for k in ('model', 'train_dataloader') if cfg[k] != current[k]}
         assert changed, name
     if task == 'seg':
+        for name, cfg in [('current', current), *configs.items()]:  # as in round 2, not later
+            assert cfg.model.decode_head.loss_decode.type == 'mambaout_dense.CrossEntropyLoss'
+            assert cfg.model.decode_head.loss_decode.class_weight[-2:] == [3.0, 3.0], name
         assert configs['head64'].model.decode_head.channels == 64
         assert current.model.decode_head.channels == 128
         assert 'RandomResize' not in str(configs['fixed_scale'].train_dataloader.dataset.pipeline)
@@ -109,6 +113,18 @@ def test_round2_candidates_change_one_thing_of_the_current_recipe(task, tmp_path
         assert configs['fpn64'].model.roi_head.mask_head.in_channels == 64
 
 
+def _before_round4(model):
+    """The quickstart's model as round 3 left it: the seg decode head's cross-entropy alone
+    (round 4 added the strided Lovasz loss beside it)."""
+    model = copy.deepcopy(model)
+    losses = model.get('decode_head', {}).get('loss_decode')
+    if isinstance(losses, list):
+        assert [loss.type for loss in losses] == ['mambaout_dense.CrossEntropyLoss',
+                                                  'mambaout_dense.LovaszLoss']
+        model.decode_head.loss_decode = losses[0]
+    return model
+
+
 @pytest.mark.parametrize('task', sorted(main_job.TASKS))
 def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path):
     """Round 3 restates the recipe round 2 left (what the quickstart config holds now)."""
@@ -118,7 +134,7 @@ def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path)
         configs[name] = Config.fromfile(path)
     quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS[task]['config']))
     current = configs.pop('current')
-    assert current.model == quick.model
+    assert current.model == _before_round4(quick.model)
     assert (current.train_dataloader.dataset.pipeline
             == quick.train_dataloader.dataset.pipeline)
     assert configs['lr2e-3'].optim_wrapper.optimizer.lr == 2e-3
@@ -156,7 +172,9 @@ def test_round4_seg_candidates_change_one_thing_of_the_round3_recipe(tmp_path):
         configs[name] = Config.fromfile(path)
     quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS['seg']['config']))
     current = configs.pop('current')
-    assert current.model == quick.model
+    assert current.model == _before_round4(quick.model)
+    # the quickstart config took lovasz_s4 (round 4's ADOPTED)
+    assert configs['lovasz_s4'].model == quick.model
     cross_entropy = current.model.decode_head.loss_decode
     lovasz = configs['lovasz'].model.decode_head.loss_decode
     assert lovasz[0] == cross_entropy and lovasz[1].type == 'LovaszLoss'
