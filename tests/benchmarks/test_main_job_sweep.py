@@ -192,3 +192,20 @@ def test_round4_seg_candidates_change_one_thing_of_the_round3_recipe(tmp_path):
                    if cfg.model[k] != current.model[k]]
         assert changed, name
         assert cfg.model.backbone == current.model.backbone, name
+
+
+def test_round5_seg_starts_from_round4s_adopted_recipe(tmp_path):
+    """Round 5's ``current`` is round 4's adopted candidate, text for text (its stored run is
+    reused); its candidates add mmengine's EMAHook and change nothing else."""
+    assert sweep.ROUND5['seg']['current'][1] == sweep.ROUND4['seg']['lovasz_s4'][1]
+    configs = {}
+    for name, (_, text) in sweep.ROUND5['seg'].items():
+        path = sweep.candidate_config('seg', text, 40, 20, str(tmp_path), name, sweep.tag(5))
+        configs[name] = Config.fromfile(path)
+    quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS['seg']['config']))
+    current = configs.pop('current')
+    assert current.model == quick.model
+    for name, momentum in (('ema100', 0.01), ('ema300', 0.003)):
+        cfg = configs[name]
+        assert cfg.model == current.model and cfg.train_dataloader == current.train_dataloader
+        assert [(h.type, h.momentum) for h in cfg.custom_hooks] == [('EMAHook', momentum)]
