@@ -310,8 +310,11 @@ _ROUND4_SEG = _ROUND2_SEG + _LOVASZ_S4  # the seg recipe as round 4 left it
 
 def _ema(momentum: float) -> str:
     """Config text: mmengine's EMAHook (weights averaged over about ``1 / momentum`` iterations;
-    validation, checkpoints and so tools/test.py use the average)."""
-    return ("custom_hooks = [dict(type='EMAHook', ema_type='ExponentialMovingAverage', "
+    validation, checkpoints and so tools/test.py use the average) after the quickstart's own
+    hook. (Round 5's two runs were made with the EMAHook alone, without the checkpoint-format
+    hook: it changes how checkpoints are written, not the scores.)"""
+    return ("custom_hooks = [dict(type='mambaout_dense.PlainCheckpointHook'),\n"
+            "                dict(type='EMAHook', ema_type='ExponentialMovingAverage', "
             f"momentum={momentum}, priority='ABOVE_NORMAL')]\n")
 
 
