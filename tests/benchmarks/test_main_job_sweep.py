@@ -113,6 +113,13 @@ def test_round2_candidates_change_one_thing_of_the_current_recipe(task, tmp_path
         assert configs['fpn64'].model.roi_head.mask_head.in_channels == 64
 
 
+def _round_configs(rnd: int, task: str, tmp_path) -> dict:
+    """Every candidate config of round ``rnd``, loaded, at a 40-iteration schedule."""
+    return {name: Config.fromfile(sweep.candidate_config(task, text, 40, 20, str(tmp_path), name,
+                                                         sweep.tag(rnd)))
+            for name, (_, text) in sweep.ROUNDS[rnd][task].items()}
+
+
 def _before_round4(model):
     """The quickstart's model as round 3 left it: the seg decode head's cross-entropy alone
     (round 4 added the strided Lovasz loss beside it)."""
@@ -128,10 +135,7 @@ def _before_round4(model):
 @pytest.mark.parametrize('task', sorted(main_job.TASKS))
 def test_round3_candidates_change_one_thing_of_the_round2_recipe(task, tmp_path):
     """Round 3 restates the recipe round 2 left (what the quickstart config holds now)."""
-    configs = {}
-    for name, (_, text) in sweep.ROUND3[task].items():
-        path = sweep.candidate_config(task, text, 40, 20, str(tmp_path), name, sweep.tag(3))
-        configs[name] = Config.fromfile(path)
+    configs = _round_configs(3, task, tmp_path)
     quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS[task]['config']))
     current = configs.pop('current')
     assert current.model == _before_round4(quick.model)
@@ -166,10 +170,7 @@ def test_round_files_do_not_overwrite_round_1():
 
 def test_round4_seg_candidates_change_one_thing_of_the_round3_recipe(tmp_path):
     """Round 4's changes are statements on the restated recipe's ``model``: each keeps the rest."""
-    configs = {}
-    for name, (_, text) in sweep.ROUND4['seg'].items():
-        path = sweep.candidate_config('seg', text, 40, 20, str(tmp_path), name, sweep.tag(4))
-        configs[name] = Config.fromfile(path)
+    configs = _round_configs(4, 'seg', tmp_path)
     quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS['seg']['config']))
     current = configs.pop('current')
     assert current.model == _before_round4(quick.model)
@@ -198,10 +199,7 @@ def test_round5_seg_starts_from_round4s_adopted_recipe(tmp_path):
     """Round 5's ``current`` is round 4's adopted candidate, text for text (its stored run is
     reused); its candidates add mmengine's EMAHook and change nothing else."""
     assert sweep.ROUND5['seg']['current'][1] == sweep.ROUND4['seg']['lovasz_s4'][1]
-    configs = {}
-    for name, (_, text) in sweep.ROUND5['seg'].items():
-        path = sweep.candidate_config('seg', text, 40, 20, str(tmp_path), name, sweep.tag(5))
-        configs[name] = Config.fromfile(path)
+    configs = _round_configs(5, 'seg', tmp_path)
     quick = Config.fromfile(osp.join(main_job.ROOT, main_job.TASKS['seg']['config']))
     current = configs.pop('current')
     assert current.model == quick.model
